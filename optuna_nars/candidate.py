@@ -19,7 +19,8 @@ OPTIMIZERS: tuple[str, ...] = ("sgd", "rmsprop", "adamw")
 
 _ACTIVATION_OF_CODE = {code: name for name, code in ACTIVATIONS.items()}
 _STEM = re.compile(r"c(\d+)(?:s(\d+))?:(\w\w)")
-_STAGE = re.compile(r"k(\d+)e([\d.]+)c(\d+)d(\d+)(?:s(\d+))?(se)?:(\w\w)")
+_STAGE = re.compile(r"k(\d+)e([\d.]+)c(\d+)d(\d+)(?:s(\d+))?(t)?(se)?:(\w\w)")
+PADDINGS: tuple[str, ...] = ("same", "tight")
 _HEAD = re.compile(r"h(\d+)(?:f(\d+))?")
 
 
@@ -29,7 +30,12 @@ def _format_number(x: float) -> str:
 
 @dataclass(frozen=True)
 class StageArch:
-    """One stage: ``depth`` inverted-residual blocks; the first one carries the stride."""
+    """One stage: ``depth`` inverted-residual blocks; the first one carries the stride.
+
+    ``padding="tight"`` pads the first block's depthwise conv by ``kernel // 2 - 1``, one less
+    than "same": the released FBNetV3 models do this on some stride-2 blocks (28 -> 13 instead
+    of 14), and their published FLOPs depend on it.
+    """
 
     kernel: int
     expansion: float
@@ -38,9 +44,11 @@ class StageArch:
     stride: int = 1
     se: bool = False
     activation: str = "hswish"
+    padding: str = "same"
 
     def __str__(self) -> str:
         stride = f"s{self.stride}" if self.stride != 1 else ""
+        stride += "t" if self.padding == "tight" else ""
         se = "se" if self.se else ""
         act = ACTIVATIONS[self.activation]
         return (
@@ -85,7 +93,7 @@ class Architecture:
     def from_string(cls, text: str) -> Architecture:
         """Parse an arch string made by ``str(arch)``."""
         tokens = text.split()
-        usage = "expected 'r<res> c<stem>[s<stride>]:<act> k<k>e<e>c<c>d<d>[s<s>][se]:<act> ... h<c>[f<c>]'"
+        usage = "expected 'r<res> c<stem>[s<stride>]:<act> k<k>e<e>c<c>d<d>[s<s>[t]][se]:<act> ... h<c>[f<c>]'"
         if len(tokens) < 3 or not re.fullmatch(r"r\d+", tokens[0]):
             raise ValueError(f"Cannot parse arch string {text!r}: {usage}.")
         stem = _STEM.fullmatch(tokens[1])
@@ -95,12 +103,12 @@ class Architecture:
         stages = []
         for token in tokens[2:-1]:
             m = _STAGE.fullmatch(token)
-            if m is None or m.group(7) not in _ACTIVATION_OF_CODE:
+            if m is None or m.group(8) not in _ACTIVATION_OF_CODE:
                 raise ValueError(f"Cannot parse stage {token!r} of arch string {text!r}: {usage}.")
-            k, e, c, d, s, se, act = m.groups()
+            k, e, c, d, s, tight, se, act = m.groups()
             stages.append(
                 StageArch(int(k), float(e), int(c), int(d), int(s or 1), se == "se",
-                          _ACTIVATION_OF_CODE[act])
+                          _ACTIVATION_OF_CODE[act], "tight" if tight else "same")
             )
         if stem.group(3) not in _ACTIVATION_OF_CODE:
             raise ValueError(f"Unknown activation code {stem.group(3)!r} in {text!r}.")

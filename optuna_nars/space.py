@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
@@ -29,13 +29,22 @@ from scipy.stats import qmc
 from optuna_nars.candidate import (
     ACTIVATIONS,
     OPTIMIZERS,
+    PADDINGS,
     Architecture,
     Candidate,
     Recipe,
     StageArch,
 )
 
-__all__ = ["Choice", "IntRange", "FloatRange", "StageSpec", "RecipeSpec", "SearchSpace"]
+__all__ = [
+    "Choice",
+    "IntRange",
+    "FloatRange",
+    "StageSpec",
+    "RecipeSpec",
+    "ParamSpace",
+    "SearchSpace",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,8 +84,13 @@ class Choice:
     def distribution(self) -> BaseDistribution:
         return CategoricalDistribution(self.values)
 
+    categorical = True
+
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         return np.minimum(np.floor(u * len(self.values)), len(self.values) - 1)
+
+    def to_unit(self, raw: np.ndarray) -> np.ndarray:
+        return (raw + 0.5) / len(self.values)
 
     def to_raw(self, value: Any) -> float:
         return float(self.values.index(value))
@@ -99,15 +113,18 @@ class Choice:
 
 @dataclass(frozen=True)
 class IntRange:
-    """Integers ``low, low + step, ..., high``."""
+    """Integers ``low, low + step, ..., high``; ``log`` samples them on a log scale (step 1)."""
 
     low: int
     high: int
     step: int = 1
+    log: bool = False
 
     def _validate(self, name: str) -> None:
         if self.step <= 0:
             raise ValueError(f"{name}: step must be positive, got {self.step}.")
+        if self.log and (self.step != 1 or self.low < 1):
+            raise ValueError(f"{name}: a log range needs step=1 and low >= 1.")
         if self.low > self.high:
             raise ValueError(f"{name}: low={self.low} > high={self.high}; swap them.")
         if (self.high - self.low) % self.step:
@@ -126,13 +143,27 @@ class IntRange:
         return float((self.high - self.low) // self.step + 1)
 
     width = 1
+    categorical = False
 
     def distribution(self) -> BaseDistribution:
-        return IntDistribution(self.low, self.high, step=self.step)
+        return IntDistribution(self.low, self.high, step=self.step, log=self.log)
+
+    def _bounds(self) -> tuple[float, float]:
+        # Bins of width ``step`` centred on the values, as Optuna's samplers treat ints.
+        lo, hi = self.low - 0.5 * self.step, self.high + 0.5 * self.step
+        return (math.log(lo), math.log(hi)) if self.log else (lo, hi)
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:
-        n = (self.high - self.low) // self.step + 1
-        return self.low + self.step * np.minimum(np.floor(u * n), n - 1)
+        lo, hi = self._bounds()
+        x = lo + u * (hi - lo)
+        x = np.exp(x) if self.log else x
+        k = np.round((x - self.low) / self.step)
+        return self.low + self.step * np.clip(k, 0, (self.high - self.low) // self.step)
+
+    def to_unit(self, raw: np.ndarray) -> np.ndarray:
+        lo, hi = self._bounds()
+        x = np.log(raw) if self.log else raw
+        return np.clip((x - lo) / (hi - lo), 0.0, 1.0)
 
     def to_raw(self, value: Any) -> float:
         return float(value)
@@ -144,6 +175,9 @@ class IntRange:
         return raw
 
     def encode(self, raw: np.ndarray) -> np.ndarray:
+        if self.log:
+            span = max(math.log(self.high) - math.log(self.low), 1e-12)
+            return ((np.log(raw) - math.log(self.low)) / span)[:, None]
         span = max(self.high - self.low, 1)
         return ((raw - self.low) / span)[:, None]
 
@@ -155,16 +189,18 @@ class IntRange:
         )
 
     def to_json(self) -> Any:
-        return {"type": "int", "low": self.low, "high": self.high, "step": self.step}
+        out = {"type": "int", "low": self.low, "high": self.high, "step": self.step}
+        return {**out, "log": True} if self.log else out
 
 
 @dataclass(frozen=True)
 class FloatRange:
-    """Reals in ``[low, high]``, optionally on a log scale."""
+    """Reals in ``[low, high]``, optionally on a log scale or on a grid of ``step``."""
 
     low: float
     high: float
     log: bool = False
+    step: float | None = None
 
     def _validate(self, name: str) -> None:
         if not (math.isfinite(self.low) and math.isfinite(self.high)):
@@ -173,16 +209,22 @@ class FloatRange:
             raise ValueError(f"{name}: low={self.low} > high={self.high}; swap them.")
         if self.log and self.low <= 0:
             raise ValueError(f"{name}: a log range needs low > 0, got {self.low}; raise low.")
+        if self.step is not None and (self.step <= 0 or self.log):
+            raise ValueError(f"{name}: step must be positive and cannot go with log.")
 
     @property
     def is_fixed(self) -> bool:
         return self.low == self.high
 
-    size = math.inf
     width = 1
+    categorical = False
+
+    @property
+    def size(self) -> float:
+        return math.inf if self.step is None else round((self.high - self.low) / self.step) + 1
 
     def distribution(self) -> BaseDistribution:
-        return FloatDistribution(self.low, self.high, log=self.log)
+        return FloatDistribution(self.low, self.high, log=self.log, step=self.step)
 
     def _scale(self, x: np.ndarray | float) -> np.ndarray:
         return np.log(x) if self.log else np.asarray(x, dtype=float)
@@ -190,7 +232,13 @@ class FloatRange:
     def from_unit(self, u: np.ndarray) -> np.ndarray:
         lo, hi = self._scale(self.low), self._scale(self.high)
         x = lo + u * (hi - lo)
+        if self.step is not None:
+            x = self.low + self.step * np.round((x - self.low) / self.step)
         return np.clip(np.exp(x) if self.log else x, self.low, self.high)
+
+    def to_unit(self, raw: np.ndarray) -> np.ndarray:
+        lo, hi = self._scale(self.low), self._scale(self.high)
+        return (self._scale(raw) - lo) / (hi - lo) if hi > lo else np.full(len(raw), 0.5)
 
     def to_raw(self, value: Any) -> float:
         return float(value)
@@ -210,7 +258,8 @@ class FloatRange:
         return isinstance(value, (int, float, np.number)) and self.low <= value <= self.high
 
     def to_json(self) -> Any:
-        return {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+        out = {"type": "float", "low": self.low, "high": self.high, "log": self.log}
+        return {**out, "step": self.step} if self.step is not None else out
 
 
 Dimension = Choice | IntRange | FloatRange
@@ -223,9 +272,16 @@ def _as_dimension(value: Any) -> Dimension:
     if isinstance(value, Mapping):
         kind = value.get("type")
         if kind == "int":
-            return IntRange(int(value["low"]), int(value["high"]), int(value.get("step", 1)))
+            return IntRange(
+                int(value["low"]), int(value["high"]), int(value.get("step", 1)),
+                bool(value.get("log", False)),
+            )
         if kind == "float":
-            return FloatRange(float(value["low"]), float(value["high"]), bool(value.get("log")))
+            step = value.get("step")
+            return FloatRange(
+                float(value["low"]), float(value["high"]), bool(value.get("log", False)),
+                None if step is None else float(step),
+            )
         raise ValueError(f"Unknown dimension {dict(value)!r}: 'type' must be 'int' or 'float'.")
     if isinstance(value, (list, tuple)):
         return Choice(*value)
@@ -270,6 +326,7 @@ class StageSpec:
     stride: Any = 1
     se: Any = False
     activation: Any = "hswish"
+    padding: Any = "same"
 
     def __post_init__(self) -> None:
         _normalise(self)
@@ -290,6 +347,13 @@ class StageSpec:
         _check_values(f"{prefix}.se", self.se, lambda s: isinstance(s, bool), "True or False")
         _check_values(f"{prefix}.activation", self.activation, lambda a: a in ACTIVATIONS,
                       f"one of {sorted(ACTIVATIONS)}")
+        _check_values(f"{prefix}.padding", self.padding, lambda p: p in PADDINGS,
+                      f"one of {PADDINGS}")
+        if "tight" in self.padding.values and self.stride != Choice(2):
+            raise ValueError(
+                f"{prefix}.padding: 'tight' padding needs a fixed stride of 2 (it would shrink "
+                "a stride-1 block and break its residual); set stride=2 or padding='same'."
+            )
 
 
 @dataclass(frozen=True)
@@ -332,6 +396,142 @@ class _Param:
     part: Literal["architecture", "recipe"]
 
 
+def _dimension_of(distribution: BaseDistribution) -> Dimension:
+    if isinstance(distribution, CategoricalDistribution):
+        return Choice(*distribution.choices)
+    if isinstance(distribution, IntDistribution):
+        return IntRange(distribution.low, distribution.high, distribution.step, distribution.log)
+    if isinstance(distribution, FloatDistribution):
+        return FloatRange(distribution.low, distribution.high, distribution.log, distribution.step)
+    raise ValueError(f"Unsupported distribution {distribution!r}.")
+
+
+class ParamSpace:
+    """The values-matrix view of named parameters: one column per parameter, holding the choice
+    index of a categorical parameter and the value of a numerical one.
+
+    :class:`SearchSpace` has one (``space.param_space``); :meth:`from_distributions` makes one for
+    any Optuna search space, so the sampler, the predictor and the genetic search work alike on
+    both.
+    """
+
+    def __init__(self, params: Sequence[_Param]) -> None:
+        self.params = tuple(params)
+        self._index = {p.name: i for i, p in enumerate(self.params)}
+
+    @classmethod
+    def from_distributions(
+        cls,
+        distributions: Mapping[str, BaseDistribution],
+        architecture: Collection[str] | None = None,
+    ) -> ParamSpace:
+        """``architecture`` names the architecture parameters (the rest are the recipe); by
+        default every parameter counts as architecture."""
+        names = sorted(distributions)
+        if architecture is not None:
+            unknown = set(architecture) - set(names)
+            if unknown:
+                raise ValueError(
+                    f"architecture names {sorted(unknown)} are not in the search space."
+                )
+        return cls(
+            [
+                _Param(
+                    name,
+                    _dimension_of(distributions[name]),
+                    "architecture" if architecture is None or name in architecture else "recipe",
+                )
+                for name in names
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def index(self, name: str) -> int:
+        return self._index[name]
+
+    @property
+    def categorical(self) -> np.ndarray:
+        """Boolean mask of the categorical columns."""
+        return np.array([p.dim.categorical for p in self.params], dtype=bool)
+
+    def part_columns(self, part: Literal["architecture", "recipe"]) -> np.ndarray:
+        """Column indices of the architecture or the recipe parameters."""
+        return np.array([i for i, p in enumerate(self.params) if p.part == part], dtype=int)
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return {p.name: p.dim.distribution() for p in self.params}
+
+    def params_to_values(self, params_list: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Values matrix of many params dicts (one row each)."""
+        out = np.empty((len(params_list), len(self.params)))
+        for r, params in enumerate(params_list):
+            for c, p in enumerate(self.params):
+                out[r, c] = p.dim.to_raw(params[p.name])
+        return out
+
+    def values_to_params(self, values: np.ndarray) -> list[dict[str, Any]]:
+        """Optuna params of every row of a values matrix."""
+        values = np.atleast_2d(values)
+        return [
+            {p.name: p.dim.from_raw(row[c]) for c, p in enumerate(self.params)} for row in values
+        ]
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Map points of the unit cube (one column per parameter) to a values matrix."""
+        u = np.atleast_2d(u)
+        if not self.params:
+            return np.zeros((len(u), 0))
+        return np.column_stack([p.dim.from_unit(u[:, c]) for c, p in enumerate(self.params)])
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        """The unit-cube point at the centre of each row's cell (inverse of :meth:`from_unit`)."""
+        values = np.atleast_2d(values)
+        if not self.params:
+            return np.zeros((len(values), 0))
+        return np.column_stack([p.dim.to_unit(values[:, c]) for c, p in enumerate(self.params)])
+
+    def sample_values(
+        self, n: int, *, seed: int | None = None, method: Literal["sobol", "random"] = "sobol"
+    ) -> np.ndarray:
+        """``n`` points as a values matrix: scrambled Sobol (in QMC order) or uniform random."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}.")
+        d = len(self.params)
+        if method == "sobol":
+            engine = qmc.Sobol(max(d, 1), scramble=True, seed=seed)
+            with warnings.catch_warnings():
+                # Prefixes of a Sobol sequence are fine for us; the warning is about balance.
+                warnings.simplefilter("ignore", UserWarning)
+                u = engine.random(n)[:, :d]
+        elif method == "random":
+            u = np.random.default_rng(seed).random((n, d))
+        else:
+            raise ValueError(f"method must be 'sobol' or 'random', got {method!r}.")
+        return self.from_unit(u)
+
+    def encode(
+        self,
+        values: np.ndarray,
+        part: Literal["all", "architecture", "recipe"] = "all",
+    ) -> np.ndarray:
+        """Predictor inputs: one-hot for categorical, min-max to [0, 1] for ranges."""
+        values = np.atleast_2d(values)
+        blocks = [
+            p.dim.encode(values[:, c])
+            for c, p in enumerate(self.params)
+            if part == "all" or p.part == part
+        ]
+        if not blocks:
+            return np.zeros((len(values), 0))
+        return np.concatenate(blocks, axis=1)
+
+
 # --------------------------------------------------------------------------------------------
 # SearchSpace
 # --------------------------------------------------------------------------------------------
@@ -372,6 +572,7 @@ class SearchSpace:
         object.__setattr__(self, "_all", tuple(params))
         object.__setattr__(self, "_free", tuple(p for p in params if not p.dim.is_fixed))
         object.__setattr__(self, "_index", {p.name: i for i, p in enumerate(self._free)})
+        object.__setattr__(self, "param_space", ParamSpace(self._free))
 
     # ---- validation and structure ----------------------------------------------------------
 
@@ -416,11 +617,11 @@ class SearchSpace:
     @property
     def names(self) -> tuple[str, ...]:
         """The free parameters' names, in the column order of the values matrix."""
-        return tuple(p.name for p in self._free)
+        return self.param_space.names
 
     def part_columns(self, part: Literal["architecture", "recipe"]) -> np.ndarray:
         """Column indices of the architecture or the recipe parameters in the values matrix."""
-        return np.array([i for i, p in enumerate(self._free) if p.part == part], dtype=int)
+        return self.param_space.part_columns(part)
 
     def dimension(self, name: str) -> Dimension:
         for p in self._all:
@@ -430,7 +631,7 @@ class SearchSpace:
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """Optuna distributions of the free parameters, with stable, readable names."""
-        return {p.name: p.dim.distribution() for p in self._free}
+        return self.param_space.distributions()
 
     def n_architectures(self) -> float:
         """How many distinct architectures the space holds (``inf`` with float dimensions)."""
@@ -449,6 +650,7 @@ class SearchSpace:
                 stride=int(get(f"stage{i}.stride")),
                 se=bool(get(f"stage{i}.se")),
                 activation=str(get(f"stage{i}.activation")),
+                padding=str(get(f"stage{i}.padding")),
             )
             for i in range(1, n_stages + 1)
         )
@@ -541,18 +743,11 @@ class SearchSpace:
 
     def params_to_values(self, params_list: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Values matrix of many params dicts (one row each)."""
-        out = np.empty((len(params_list), len(self._free)))
-        for r, params in enumerate(params_list):
-            for c, p in enumerate(self._free):
-                out[r, c] = p.dim.to_raw(params[p.name])
-        return out
+        return self.param_space.params_to_values(params_list)
 
     def values_to_params(self, values: np.ndarray) -> list[dict[str, Any]]:
         """Optuna params of every row of a values matrix."""
-        values = np.atleast_2d(values)
-        return [
-            {p.name: p.dim.from_raw(row[c]) for c, p in enumerate(self._free)} for row in values
-        ]
+        return self.param_space.values_to_params(values)
 
     def decode(self, values: np.ndarray) -> list[Candidate]:
         return [self.from_params(params) for params in self.values_to_params(values)]
@@ -570,30 +765,11 @@ class SearchSpace:
 
     # ---- sampling and encoding --------------------------------------------------------------
 
-    def from_unit(self, u: np.ndarray) -> np.ndarray:
-        """Map points of the unit cube (one column per free parameter) to a values matrix."""
-        u = np.atleast_2d(u)
-        return np.column_stack([p.dim.from_unit(u[:, c]) for c, p in enumerate(self._free)])
-
     def sample_values(
         self, n: int, *, seed: int | None = None, method: Literal["sobol", "random"] = "sobol"
     ) -> np.ndarray:
-        """``n`` points of the space as a values matrix: scrambled Sobol (in QMC order) or
-        uniform random."""
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}.")
-        d = len(self._free)
-        if method == "sobol":
-            engine = qmc.Sobol(d, scramble=True, seed=seed)
-            with warnings.catch_warnings():
-                # Prefixes of a Sobol sequence are fine for us; the warning is about balance.
-                warnings.simplefilter("ignore", UserWarning)
-                u = engine.random(n)
-        elif method == "random":
-            u = np.random.default_rng(seed).random((n, d))
-        else:
-            raise ValueError(f"method must be 'sobol' or 'random', got {method!r}.")
-        return self.from_unit(u)
+        """``n`` points as a values matrix: scrambled Sobol (in QMC order) or uniform random."""
+        return self.param_space.sample_values(n, seed=seed, method=method)
 
     def sample(
         self, n: int, *, seed: int | None = None, method: Literal["sobol", "random"] = "sobol"
@@ -606,15 +782,7 @@ class SearchSpace:
         part: Literal["all", "architecture", "recipe"] = "all",
     ) -> np.ndarray:
         """Predictor inputs: one-hot for categorical, min-max to [0, 1] for ranges."""
-        values = np.atleast_2d(values)
-        blocks = [
-            p.dim.encode(values[:, c])
-            for c, p in enumerate(self._free)
-            if part == "all" or p.part == part
-        ]
-        if not blocks:
-            return np.zeros((len(values), 0))
-        return np.concatenate(blocks, axis=1)
+        return self.param_space.encode(values, part)
 
     # ---- serialisation ----------------------------------------------------------------------
 
@@ -637,7 +805,9 @@ class SearchSpace:
         known = {f.name for f in fields(cls)}
         unknown = set(data) - known
         if unknown:
-            raise ValueError(f"Unknown search-space fields {sorted(unknown)}; known: {sorted(known)}.")
+            raise ValueError(
+                f"Unknown search-space fields {sorted(unknown)}; known: {sorted(known)}."
+            )
         if "stages" not in data:
             raise ValueError("A search space needs 'stages': a list of stage specs.")
         return cls(**dict(data))
@@ -660,18 +830,18 @@ class SearchSpace:
         another kernel and expansion than the repeated blocks.
         """
         c8 = lambda lo, hi: IntRange(lo, hi, 8)  # noqa: E731
-        k = (3, 5)
+        k, tight = (3, 5), ("same", "tight")
         stages = (
             StageSpec(k, 1, c8(16, 24), IntRange(1, 3), 1, False),
             StageSpec(k, (3, 4, 5, 6), c8(16, 40), 1, 2, False),
             StageSpec(k, (1, 2, 3, 4), c8(16, 40), IntRange(2, 6), 1, False),
             StageSpec(k, (3, 4, 5, 6), c8(32, 64), 1, 2, True),
             StageSpec(k, (2, 3, 4), c8(32, 64), IntRange(3, 6), 1, True),
-            StageSpec(k, (3, 4, 5, 6), c8(64, 112), 1, 2, False),
+            StageSpec(k, (3, 4, 5, 6), c8(64, 112), 1, 2, False, padding=tight),
             StageSpec(k, (2, 3, 4), c8(64, 112), IntRange(3, 6), 1, False),
             StageSpec(k, (3, 4, 5, 6), c8(112, 168), 1, 1, True),
             StageSpec(k, (2, 3, 4), c8(112, 168), IntRange(4, 9), 1, True),
-            StageSpec(k, (4, 5, 6), c8(176, 272), 1, 2, True),
+            StageSpec(k, (4, 5, 6), c8(176, 272), 1, 2, True, padding=tight),
             StageSpec(k, (3, 4, 5, 6), c8(176, 272), IntRange(4, 7), 1, True),
             StageSpec(k, (4, 5, 6), c8(208, 288), IntRange(1, 2), 1, True),
         )
