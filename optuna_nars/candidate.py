@@ -93,7 +93,10 @@ class Architecture:
     def from_string(cls, text: str) -> Architecture:
         """Parse an arch string made by ``str(arch)``."""
         tokens = text.split()
-        usage = "expected 'r<res> c<stem>[s<stride>]:<act> k<k>e<e>c<c>d<d>[s<s>[t]][se]:<act> ... h<c>[f<c>]'"
+        usage = (
+            "expected 'r<res> c<stem>[s<stride>]:<act> k<k>e<e>c<c>d<d>[s<s>[t]][se]:<act> ... "
+            "h<c>[f<c>]'"
+        )
         if len(tokens) < 3 or not re.fullmatch(r"r\d+", tokens[0]):
             raise ValueError(f"Cannot parse arch string {text!r}: {usage}.")
         stem = _STEM.fullmatch(tokens[1])
