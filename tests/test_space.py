@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optuna_nars import Architecture, Candidate, FloatRange, IntRange, SearchSpace, StageSpec
+from optuna_nars.space import Choice, ParamSpace
+
+PRESETS = [SearchSpace.tiny(), SearchSpace.cifar(), SearchSpace.fbnetv3()]
+
+
+@pytest.mark.parametrize("space", PRESETS, ids=["tiny", "cifar", "fbnetv3"])
+def test_json_round_trip(space: SearchSpace) -> None:
+    text = space.to_json()
+    again = SearchSpace.from_json(text)
+    assert again == space
+    assert again.names == space.names
+    assert json.loads(again.to_json()) == json.loads(text)
+
+
+@pytest.mark.parametrize("space", PRESETS, ids=["tiny", "cifar", "fbnetv3"])
+@pytest.mark.parametrize("method", ["sobol", "random"])
+def test_values_candidates_params_round_trip(space: SearchSpace, method: str) -> None:
+    values = space.sample_values(64, seed=3, method=method)
+    candidates = space.decode(values)
+    np.testing.assert_array_equal(space.to_values(candidates), values)
+    for candidate in candidates[:8]:
+        assert space.contains(candidate)
+        params = space.to_params(candidate)
+        assert space.from_params(params) == candidate
+        arch = candidate.architecture
+        assert Architecture.from_string(str(arch)) == arch
+        assert Candidate.from_json(candidate.to_json()) == candidate
+
+
+def test_sampling_is_seeded_and_covers_choices() -> None:
+    space = SearchSpace.tiny()
+    a = space.sample_values(128, seed=0)
+    np.testing.assert_array_equal(a, space.sample_values(128, seed=0))
+    assert not np.array_equal(a, space.sample_values(128, seed=1))
+    col = space.names.index("stage1.expansion")
+    assert set(a[:, col]) == {0.0, 1.0, 2.0}  # indices of (1, 2, 3): Sobol covers every choice
+    lr = a[:, space.names.index("recipe.lr")]
+    assert lr.min() >= 1e-3 and lr.max() <= 0.5
+
+
+def test_distribution_names_are_readable_and_stable() -> None:
+    space = SearchSpace.cifar()
+    dists = space.distributions()
+    assert "stage2.kernel" in dists and "recipe.lr" in dists
+    assert isinstance(dists["recipe.lr"], optuna.distributions.FloatDistribution)
+    assert dists["recipe.lr"].log
+    assert dists["stage2.channels"] == optuna.distributions.IntDistribution(16, 32, step=8)
+    # Fixed dimensions are not Optuna parameters.
+    assert "stage1.kernel" not in dists and "resolution" not in dists
+    assert list(dists) == list(SearchSpace.cifar().distributions())
+
+
+def test_suggest_and_from_params_with_a_real_study() -> None:
+    space = SearchSpace.tiny()
+    seen: list[Candidate] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        candidate = space.suggest(trial)
+        seen.append(candidate)
+        return candidate.recipe.lr
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=5)
+    for trial, candidate in zip(study.trials, seen, strict=True):
+        assert space.from_params(trial.params) == candidate
+        assert set(trial.distributions) == set(space.distributions())
+
+
+def test_encoding_parts_and_ranges() -> None:
+    space = SearchSpace.tiny()
+    values = space.sample_values(50, seed=1)
+    enc = space.encode(values)
+    arch = space.encode(values, "architecture")
+    recipe = space.encode(values, "recipe")
+    assert enc.shape[1] == arch.shape[1] + recipe.shape[1]
+    assert enc.min() >= 0 and enc.max() <= 1
+    assert enc.shape[1] == sum(p.dim.width for p in space.param_space.params)
+    # Each categorical parameter's one-hot block sums to one.
+    start = 0
+    for p in space.param_space.params:
+        block = enc[:, start : start + p.dim.width]
+        if p.dim.categorical:
+            np.testing.assert_array_equal(block.sum(axis=1), 1.0)
+        start += p.dim.width
+
+
+def test_to_unit_inverts_from_unit() -> None:
+    space = SearchSpace.fbnetv3().param_space
+    values = space.sample_values(200, seed=5, method="random")
+    np.testing.assert_allclose(space.from_unit(space.to_unit(values)), values)
+
+
+def test_param_space_from_any_optuna_distributions() -> None:
+    dists = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
+        "layers": optuna.distributions.IntDistribution(1, 8),
+        "units": optuna.distributions.IntDistribution(16, 256, log=True),
+        "act": optuna.distributions.CategoricalDistribution(["relu", "tanh"]),
+        "drop": optuna.distributions.FloatDistribution(0.0, 0.5, step=0.1),
+    }
+    ps = ParamSpace.from_distributions(dists, architecture=["layers", "units", "act"])
+    values = ps.sample_values(100, seed=0)
+    for params in ps.values_to_params(values):
+        for name, dist in dists.items():
+            assert dist._contains(dist.to_internal_repr(params[name])), (name, params[name])
+    assert set(ps.names[i] for i in ps.part_columns("recipe")) == {"drop", "lr"}
+    np.testing.assert_allclose(ps.params_to_values(ps.values_to_params(values)), values)
+    with pytest.raises(ValueError, match="not in the search space"):
+        ParamSpace.from_distributions(dists, architecture=["depth"])
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: StageSpec(kernel=()), "stage1.kernel: the choices are empty"),
+        (lambda: StageSpec(channels=IntRange(32, 16, 8)), r"stage1.channels: low=32 > high=16"),
+        (lambda: StageSpec(channels=IntRange(16, 30, 8)), "step 8 does not divide"),
+        (lambda: StageSpec(kernel=(3, 4)), "stage1.kernel: 4 is not an odd kernel"),
+        (lambda: StageSpec(depth=IntRange(0, 2)), "stage1.depth: 0 is not a depth >= 1"),
+        (lambda: StageSpec(stride=3), "stride of 1 or 2"),
+        (lambda: StageSpec(activation="gelu"), "stage1.activation"),
+        (lambda: StageSpec(padding="tight"), "needs a fixed stride of 2"),
+        (lambda: StageSpec(expansion=(1, 1)), "repeat a value"),
+    ],
+)
+def test_invalid_stage_specs_name_the_field(build, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SearchSpace(stages=(build(),))
+
+
+def test_invalid_space_fields() -> None:
+    with pytest.raises(ValueError, match="at least one stage"):
+        SearchSpace(stages=())
+    with pytest.raises(ValueError, match="recipe.lr: a log range needs low > 0"):
+        SearchSpace.tiny().replace(recipe=SearchSpace.tiny().recipe.__class__(
+            lr=FloatRange(0.0, 1.0, log=True)))
+    with pytest.raises(ValueError, match="recipe.optimizer"):
+        SearchSpace.tiny().replace(recipe={"optimizer": ("sgd", "lion")})
+    with pytest.raises(ValueError, match="num_classes"):
+        SearchSpace.tiny(num_classes=1)
+    with pytest.raises(ValueError, match="Unknown search-space fields"):
+        SearchSpace.from_dict({"stages": [{}], "depth_multiplier": 2})
+
+
+def test_from_params_rejects_foreign_params() -> None:
+    space = SearchSpace.tiny()
+    with pytest.raises(ValueError, match="do not come from this search space"):
+        space.from_params({"x": 1})
+    params = space.values_to_params(space.sample_values(1, seed=0))[0]
+    params["stage1.channels"] = 12
+    with pytest.raises(ValueError, match="stage1.channels=12 lies outside"):
+        space.from_params(params)
+
+
+def test_choice_and_dimension_shorthands() -> None:
+    spec = StageSpec(kernel=[3, 5], expansion=4, channels={"type": "int", "low": 8, "high": 24,
+                                                           "step": 8})
+    assert spec.kernel == Choice(3, 5)
+    assert spec.expansion.is_fixed
+    assert spec.channels == IntRange(8, 24, 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=0, max_value=2**31 - 1))
+def test_arch_string_round_trip_property(seed: int) -> None:
+    space = SearchSpace.fbnetv3()
+    arch = space.sample(1, seed=seed, method="random")[0].architecture
+    text = str(arch)
+    assert Architecture.from_string(text) == arch
+    assert len(text) < 400
+
+
+def test_arch_string_errors() -> None:
+    with pytest.raises(ValueError, match="Cannot parse"):
+        Architecture.from_string("r224 banana")
+    with pytest.raises(ValueError, match="Cannot parse stage"):
+        Architecture.from_string("r32 c16:hs k3x1 h64")
