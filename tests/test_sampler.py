@@ -1,0 +1,227 @@
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.testing.pytest_samplers import (
+    BasicSamplerTestCase,
+    RelativeSamplerTestCase,
+    SingleOnlySamplerTestCase,
+)
+
+from optuna_nars import SearchSpace
+from optuna_nars.cost import count_flops, space_costs
+from optuna_nars.predictor import NARSPredictor
+from optuna_nars.sampler import PREDICTOR_QUALITY_KEY, NARSSampler
+
+FAST = dict(n_members=2, frozen_epochs=10, finetune_epochs=10, pretrain_epochs=10)
+
+
+def fast_sampler(**kwargs) -> NARSSampler:
+    defaults = dict(
+        seed=0,
+        n_startup_trials=4,
+        batch_size=4,
+        n_rounds=2,
+        pool_size=512,
+        n_pretrain=256,
+        predictor=NARSPredictor(**FAST),
+    )
+    return NARSSampler(**{**defaults, **kwargs})
+
+
+class TestOptunaSamplerContract(
+    BasicSamplerTestCase, RelativeSamplerTestCase, SingleOnlySamplerTestCase
+):
+    @pytest.fixture
+    def sampler(self) -> Callable[[], optuna.samplers.BaseSampler]:
+        return lambda: fast_sampler(warn_independent_sampling=False, n_startup_trials=2,
+                                    batch_size=2, n_rounds=1)
+
+
+def synthetic_accuracy(space: SearchSpace, params: dict) -> float:
+    """A smooth, known function of architecture and recipe: bigger models and lr near 0.03
+    are better."""
+    candidate = space.from_params(params)
+    flops = count_flops(candidate.architecture, space.in_channels, space.num_classes)
+    lr = candidate.recipe.lr
+    return 0.5 + 0.05 * math.log(flops) - 0.05 * (math.log10(lr) + 1.5) ** 2
+
+
+def synthetic_objective(space: SearchSpace) -> Callable[[optuna.Trial], float]:
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        return synthetic_accuracy(space, trial.params)
+
+    return objective
+
+
+def test_constraints_hold_on_every_proposal_and_stages_advance() -> None:
+    space = SearchSpace.tiny()
+    flops = space_costs(space, space.sample_values(2000, seed=0))["flops"]
+    budget = float(np.quantile(flops, 0.3))
+    sampler = fast_sampler(search_space=space, constraints={"flops": budget})
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(synthetic_objective(space), n_trials=80)
+    stages = [t.user_attrs["nars:stage"] for t in study.trials]
+    assert stages[:4] == ["qmc"] * 4
+    assert set(stages[4:12]) == {"predictor"}
+    assert set(stages[12:]) == {"evolution"}
+    keys = set()
+    for t in study.trials:
+        candidate = space.from_params(t.params)
+        assert count_flops(candidate.architecture, 1, 10) <= budget
+        assert t.constraints["flops"] <= 0  # recorded the Optuna way
+        keys.add(tuple(sorted(t.params.items())))
+    assert len(keys) == len(study.trials)  # never the same candidate twice
+    assert "nars:predicted" in study.trials[-1].user_attrs
+    quality = study._storage.get_study_system_attrs(study._study_id)[PREDICTOR_QUALITY_KEY]
+    assert quality["n_labels"] >= 70 and -1.0 <= quality["kendall_tau"] <= 1.0
+
+
+def test_predictor_stages_beat_the_qmc_warm_start() -> None:
+    space = SearchSpace.tiny()
+    study = optuna.create_study(
+        direction="maximize", sampler=fast_sampler(search_space=space, n_startup_trials=10)
+    )
+    study.optimize(synthetic_objective(space), n_trials=40)
+    values = np.array([t.value for t in study.trials])
+    assert values[10:].mean() > values[:10].mean()
+    assert values.max() > np.median(values[:10])
+
+
+def test_minimize_direction_and_failed_trials() -> None:
+    space = SearchSpace.tiny()
+    failed: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        if trial.number % 7 == 3:
+            failed.append(dict(trial.params))
+            raise RuntimeError("a diverging recipe")
+        return -synthetic_accuracy(space, trial.params)
+
+    study = optuna.create_study(direction="minimize", sampler=fast_sampler(search_space=space))
+    study.optimize(objective, n_trials=30, catch=(RuntimeError,))
+    assert len(study.trials) == 30  # failing trials never kill the study
+    fail_keys = {tuple(sorted(p.items())) for p in failed}
+    later = [tuple(sorted(t.params.items())) for t in study.trials]
+    assert len(set(later)) == len(later)
+    assert fail_keys <= set(later)
+    warm = [t.value for t in study.trials[:4] if t.value is not None]
+    assert study.best_value < np.median(warm)
+    assert all(t.state.name == "FAIL" for t in study.trials if t.number % 7 == 3)
+
+
+def test_same_seed_same_sequence_and_pickle(tmp_path: Path) -> None:
+    space = SearchSpace.tiny()
+
+    def run(sampler: NARSSampler) -> list[dict]:
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(synthetic_objective(space), n_trials=14)
+        return [t.params for t in study.trials]
+
+    first = run(fast_sampler(search_space=space, seed=7))
+    assert first == run(fast_sampler(search_space=space, seed=7))
+    assert first != run(fast_sampler(search_space=space, seed=8))
+    restored = pickle.loads(pickle.dumps(fast_sampler(search_space=space, seed=7)))
+    assert run(restored) == first
+
+    script = textwrap.dedent(
+        """
+        import json, optuna, sys
+        sys.path.insert(0, {tests!r})
+        from test_sampler import fast_sampler, synthetic_objective
+        from optuna_nars import SearchSpace
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        space = SearchSpace.tiny()
+        study = optuna.create_study(direction="maximize",
+                                    sampler=fast_sampler(search_space=space, seed=7))
+        study.optimize(synthetic_objective(space), n_trials=14)
+        print(json.dumps([t.params for t in study.trials]))
+        """
+    ).format(tests=str(Path(__file__).parent))
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                         text=True, check=True)
+    import json
+
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == first
+
+
+def test_retarget_to_a_tighter_budget_without_training() -> None:
+    space = SearchSpace.tiny()
+    sampler = fast_sampler(search_space=space)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(synthetic_objective(space), n_trials=16)
+    flops = space_costs(space, space.sample_values(2000, seed=0))["flops"]
+    for quantile in (0.1, 0.5):
+        budget = float(np.quantile(flops, quantile))
+        n_before = len(study.trials)
+        proposals = sampler.search(study, constraints={"flops": budget}, n=5)
+        assert len(study.trials) == n_before  # nothing was trained
+        assert len(proposals) == 5
+        for p in proposals:
+            assert p.costs["flops"] <= budget
+            assert count_flops(p.candidate.architecture, 1, 10) <= budget
+            assert math.isfinite(p.predicted) and p.predicted_std >= 0
+        predicted = [p.predicted for p in proposals]
+        assert predicted == sorted(predicted, reverse=True)
+
+
+def test_budget_no_candidate_meets_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"flops <= 1000: the cheapest candidate needs"):
+        NARSSampler(SearchSpace.tiny(), constraints={"flops": 1000}, pool_size=256)
+    with pytest.raises(ValueError, match="Unknown constraint"):
+        NARSSampler(SearchSpace.tiny(), constraints={"latency": 1.0})
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        NARSSampler(SearchSpace.tiny(), batch_size=0)
+
+
+def test_generic_space_with_proxy_metrics_and_callable_constraint() -> None:
+    def objective(trial: optuna.Trial) -> float:
+        layers = trial.suggest_int("layers", 1, 8)
+        units = trial.suggest_int("units", 16, 256, log=True)
+        lr = trial.suggest_float("lr", 1e-4, 1e-1, log=True)
+        act = trial.suggest_categorical("act", ["relu", "tanh"])
+        size = layers * units
+        return math.log(size) - (math.log10(lr) + 2.5) ** 2 + (0.3 if act == "relu" else 0.0)
+
+    def proxy(params: dict) -> dict:
+        return {"size": params["layers"] * params["units"]}
+
+    sampler = fast_sampler(
+        proxy_metrics=proxy,
+        architecture_params=["layers", "units", "act"],
+        constraints=lambda p: [p["layers"] * p["units"] - 600],
+    )
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=24)
+    for t in study.trials[1:]:  # the first trial is sampled before the space is known
+        assert t.params["layers"] * t.params["units"] <= 600
+    assert {t.user_attrs.get("nars:stage") for t in study.trials[1:]} >= {"qmc", "predictor"}
+
+
+def test_enqueued_trials_are_respected() -> None:
+    space = SearchSpace.tiny()
+    study = optuna.create_study(direction="maximize", sampler=fast_sampler(search_space=space))
+    fixed = space.values_to_params(space.sample_values(1, seed=99))[0]
+    study.enqueue_trial(fixed)
+    study.optimize(synthetic_objective(space), n_trials=3)
+    assert study.trials[0].params == fixed
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 3
+
+
+def test_multi_objective_is_a_clear_error() -> None:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=fast_sampler())
+    with pytest.raises(ValueError, match="multi-objective"):
+        study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
