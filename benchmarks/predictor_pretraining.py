@@ -111,17 +111,18 @@ def load_nb201(dataset: str = "cifar10") -> Benchmark:
 
 
 def _n_to_reach(sizes: Sequence[int], taus: Sequence[float], target: float) -> float | None:
-    """Training-set size at which the median tau first reaches ``target`` (log-linear
-    interpolation between measured sizes); ``None`` if it never does."""
-    for i, tau in enumerate(taus):
-        if tau >= target:
-            if i == 0:
-                return float(sizes[0])  # Reached at the smallest size: an upper bound.
-            lo, hi = taus[i - 1], tau
-            frac = (target - lo) / (hi - lo) if hi > lo else 1.0
-            step = math.log(sizes[i] / sizes[i - 1])
-            return float(math.exp(math.log(sizes[i - 1]) + frac * step))
-    return None
+    """Training-set size from which the median tau stays at or above ``target`` (log-linear
+    interpolation between measured sizes; a dip below the target at a larger size counts, so
+    noise at the small sizes cannot flatter a curve); ``None`` if the last size misses it."""
+    below = [i for i, tau in enumerate(taus) if tau < target]
+    if not below:
+        return float(sizes[0])  # Reached at the smallest size: an upper bound.
+    i = below[-1] + 1
+    if i == len(taus):
+        return None
+    lo, hi = taus[i - 1], taus[i]
+    frac = (target - lo) / (hi - lo) if hi > lo else 1.0
+    return float(math.exp(math.log(sizes[i - 1]) + frac * math.log(sizes[i] / sizes[i - 1])))
 
 
 def run(
@@ -280,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few seeds and sizes (~1-2 min)")
     parser.add_argument(
         "--benchmarks", nargs="+", choices=("macro", "nb201"), default=None,
-        help="which benchmarks (default: macro and nb201; --quick: macro)",
+        help="which benchmarks (default: both)",
     )
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds")
     parser.add_argument("--sizes", type=int, nargs="+", default=None, help="training-set sizes")
@@ -295,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         [5, 10, 20, 40, 80, 160] if quick else [5, 10, 20, 40, 80, 160, 320, 640]
     )
     seeds = list(range(args.seeds or (3 if quick else 10)))
-    names = args.benchmarks or (["macro"] if quick else ["macro", "nb201"])
+    names = args.benchmarks or ["macro", "nb201"]
     loaders = {"macro": load_macro, "nb201": load_nb201}
     kwargs = {"n_members": args.members}
 
