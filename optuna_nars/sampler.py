@@ -81,6 +81,8 @@ class _Context:
     pool: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     fits: dict[tuple, _Fit] = field(default_factory=dict)
     pretrained: NARSPredictor | None = None
+    # Decoded rows of finished trials, keyed by (storage, trial id).
+    finished_rows: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
 
     def feasible(self, values: np.ndarray) -> np.ndarray:
         v = self.violations(values)
@@ -393,7 +395,14 @@ class NARSSampler(BaseSampler):
         for t in trials:
             if t.number == exclude:
                 continue
-            row = self._trial_row(t, ctx)
+            if t.state.is_finished():
+                # Finished trials never change: decode their params once.
+                key = (id(study._storage), t._trial_id)
+                if key not in ctx.finished_rows:
+                    ctx.finished_rows[key] = self._trial_row(t, ctx)
+                row = ctx.finished_rows[key]
+            else:
+                row = self._trial_row(t, ctx)
             if row is not None:
                 rows[t.number] = row
                 claimed.add(_row_key(row))
@@ -455,7 +464,9 @@ class NARSSampler(BaseSampler):
             mean, std = predictor.predict(*self._split(ctx, ctx.pool))
             tau = None
             if len(y) >= 10:
-                tau = predictor.kendall_tau_cv(arch_x, recipe_x, y, k=5)
+                # 5-fold CV on at most the latest 200 labels bounds its cost.
+                recent = slice(-200, None)
+                tau = predictor.kendall_tau_cv(arch_x[recent], recipe_x[recent], y[recent], k=5)
             fit = _Fit(predictor, mean, std, tau)
             ctx.fits = {key: fit}  # keep only the latest fit
             return fit
@@ -488,6 +499,21 @@ class NARSSampler(BaseSampler):
 
     # ---- sampling --------------------------------------------------------------------------
 
+    def _refit_size(self, n_labels: int) -> int:
+        """How many labels the predictor is fitted on when ``n_labels`` are available.
+
+        Refits come every ``batch_size`` labels (a FBNetV3 round), and at most every 10% more
+        labels once there are many: a fit costs O(n), so the amortised cost per trial stays flat.
+        """
+        if n_labels < self._batch_size:
+            return n_labels
+        k = self._batch_size
+        while True:
+            step = max(self._batch_size, k // 10)
+            if k + step > n_labels:
+                return k
+            k += step
+
     def _stage(self, trial_number: int) -> str:
         if trial_number < self._n_startup_trials:
             return "qmc"
@@ -509,7 +535,9 @@ class NARSSampler(BaseSampler):
             # Processes: claims are written before they are checked, so of two workers claiming
             # the same candidate at once, at least the later writer sees the other on re-reading
             # the storage; whoever sees a rival chooses again (at worst both move).
-            while self._rival(study, trial, ctx, row) and len(lost) < 32:
+            for _ in range(32):
+                if info["stage"] == "repeat" or not self._rival(study, trial, ctx, row):
+                    break
                 lost.add(_row_key(row))
                 row, info = self._propose(study, trial, ctx, lost)
                 self._record(study, trial, ctx, row, info)
@@ -536,10 +564,9 @@ class NARSSampler(BaseSampler):
         info: dict[str, Any] = {"stage": stage}
         if stage != "qmc":
             numbers, x, y = self._labels(study, trials, rows)
-            # Refit every ``batch_size`` labels: the fit uses the first K labelled trials by
-            # number, so any worker holding the same storage derives the same predictor.
-            k = (len(numbers) // self._batch_size) * self._batch_size
-            k = len(numbers) if k < 2 else k
+            # The fit uses the first K labelled trials by number, K on a fixed schedule, so any
+            # worker holding the same storage derives the same predictor.
+            k = self._refit_size(len(numbers))
             if k >= 2 and np.ptp(y[:k]) > 0:
                 fit = self._fit(ctx, numbers[:k], x[:k], y[:k])
                 if fit.kendall_tau is not None:
