@@ -11,7 +11,6 @@ import optuna
 import pytest
 
 from optuna_nars import SearchSpace
-from optuna_nars.cli import main as cli_main
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.pruner import LABEL_STEP_KEY, EarlyStoppingPruner, get_label_step, trial_labels
 from optuna_nars.sampler import NARSSampler
@@ -56,34 +55,6 @@ def test_search_on_digits_with_early_stopping(tmp_path: Path) -> None:
     assert max(labels.values()) > np.median(warm)
     assert max(later) >= np.median(warm)
     assert {t.user_attrs["nars:stage"] for t in trials} >= {"qmc", "predictor"}
-
-
-def test_cli_search_space_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    storage = f"sqlite:///{tmp_path / 'cli.db'}"
-    args = ["search", "--n-trials", "3", "--epochs", "2", "--storage", storage,
-            "--study-name", "cli", "--calibration-trials", "3", "--no-progress"]
-    assert cli_main(args) == 0
-    out = capsys.readouterr().out
-    assert "optuna-dashboard " + storage in out
-    assert "accuracy" in out and "MFLOPs" in out
-    # Resumes the study.
-    assert cli_main(args[:2] + ["1"] + args[3:]) == 0
-    assert len(optuna.load_study(study_name="cli", storage=storage).trials) == 4
-
-    assert cli_main(["space", "--space", "cifar", "--max-flops", "5e6", "--samples", "500"]) == 0
-    out = capsys.readouterr().out
-    assert "stage2.kernel" in out and "Within {'flops': 5000000.0}" in out
-
-    assert cli_main(["search", "--dataset", "imagenet-22k", "--storage", storage]) == 1
-    assert "imagenet-22k" in capsys.readouterr().err
-    assert cli_main(["search", "--max-flops", "10", "--storage", storage]) == 1
-    assert "the cheapest candidate needs" in capsys.readouterr().err
-    assert cli_main(["search", "--storage", "postgresql://nobody@127.0.0.1:1/none",
-                     "--n-trials", "1"]) == 1
-    assert "cannot open storage" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exc:
-        cli_main(["search", "--n-trials", "0"])
-    assert exc.value.code == 2
 
 
 @pytest.mark.parametrize(
