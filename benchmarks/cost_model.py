@@ -25,10 +25,6 @@ Results go to ``benchmarks/results/cost_model.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -42,7 +38,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import optuna  # noqa: E402
+
+from _common import command_line, machine_info, markdown_table, utc_now, write_results  # noqa: E402
 
 from optuna_nars.candidate import Architecture  # noqa: E402
 from optuna_nars.cost import count_flops, count_params, space_costs  # noqa: E402
@@ -51,25 +48,6 @@ from optuna_nars.space import SearchSpace  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cost_model.json"
 PRESETS = ("tiny", "cifar", "fbnetv3")
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-    }
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def analytic_filter(
@@ -228,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ))
     out = {
         "benchmark": "cost_model",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "date": utc_now(),
         "mode": "quick" if quick else "full",
         "machine": machine_info(args.threads),
         "settings": {"reps": reps, "pool_size": args.pool_size, "seed": args.seed,
@@ -237,9 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_s": time.perf_counter() - started,
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2))
-    print(f"\nWrote {args.output} ({out['wall_s']:.0f} s).")
+    write_results(args.output, out)
     return 0
 
 

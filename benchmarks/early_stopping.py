@@ -35,13 +35,8 @@ is the validation split). Results go to ``benchmarks/results/early_stopping.json
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -57,6 +52,16 @@ from optuna.trial import FrozenTrial, TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import (  # noqa: E402
+    command_line,
+    fmt,
+    git_state,
+    machine_info,
+    markdown_table,
+    utc_now,
+    write_results,
+)
+
 from optuna_nars.pruner import (  # noqa: E402
     LABEL_CORRELATION_KEY,
     EarlyStoppingPruner,
@@ -67,44 +72,6 @@ from optuna_nars.space import SearchSpace  # noqa: E402
 from optuna_nars.training import ClassificationObjective  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit benchmarked and whether the library had uncommitted changes (read-only)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD"),
-            "modified": git("status", "--porcelain", "--", "optuna_nars").splitlines()}
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def fmt(x: float | None, spec: str = ".3f") -> str:
-    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
 def rank_correlations(x: Sequence[float], y: Sequence[float]) -> dict[str, float | None]:
@@ -311,8 +278,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = {
         "benchmark": "early_stopping",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "date": utc_now(),
         "mode": "quick" if quick else "full",
         "machine": machine_info(args.threads),
         "git": git_state(),
@@ -342,9 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     suffix = "" if args.dataset == "digits" else f"_{args.dataset.replace('-', '_')}"
     output = args.output or RESULTS_DIR / f"early_stopping{suffix}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(out, indent=2))
-    print(f"\nWrote {output} ({out['wall_s']:.0f} s).")
+    write_results(output, out)
     return 0
 
 

@@ -31,13 +31,8 @@ Results go to ``benchmarks/results/sampler_overhead.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import math
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -55,6 +50,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import command_line, git_state, machine_info, markdown_table, utc_now, write_results  # noqa: E402
+
 from optuna_nars.cost import count_flops  # noqa: E402
 from optuna_nars.sampler import NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
@@ -62,47 +59,6 @@ from optuna_nars.space import SearchSpace  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "sampler_overhead.json"
 WINDOW_CENTRES = (100, 500, 1000)
 HALF_WINDOW = 10
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    try:
-        import greenlet  # noqa: F401
-
-        has_greenlet = True
-    except ImportError:
-        has_greenlet = False
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-        "greenlet": has_greenlet,
-    }
-
-
-def git_state() -> dict[str, Any]:
-    """The commit benchmarked and whether the library had uncommitted changes (read-only)."""
-    root = Path(__file__).resolve().parents[1]
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    return {"commit": git("rev-parse", "HEAD"),
-            "modified": git("status", "--porcelain", "--", "optuna_nars").splitlines()}
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 class TimedSampler(BaseSampler):
@@ -392,8 +348,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = {
         "benchmark": "sampler_overhead",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "date": utc_now(),
         "mode": "quick" if quick else "full",
         "machine": machine_info(args.threads),
         "git": git_state(),
@@ -405,9 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nars": refit_info,
         "per_trial_seconds": per_trial,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2))
-    print(f"\nWrote {args.output} ({out['wall_s']:.0f} s).")
+    write_results(args.output, out)
     return 0
 
 

@@ -24,10 +24,6 @@ Results go to ``benchmarks/results/throughput.json``.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -36,7 +32,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v2
@@ -44,7 +39,6 @@ from torchvision.models._utils import _make_divisible
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import optuna  # noqa: E402
 
 from optuna_nars.candidate import Architecture, StageArch  # noqa: E402
 from optuna_nars.cost import count_flops, count_params  # noqa: E402
@@ -55,28 +49,10 @@ MV2_STAGES = (
     (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
     (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
 )
+from _common import command_line, machine_info, markdown_table, utc_now, write_results  # noqa: E402
+
 NUM_CLASSES = 1000
 DROPOUT = 0.2  # torchvision's MobileNetV2 classifier dropout
-
-
-def machine_info(threads: int) -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "optuna": optuna.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-        "mkldnn": torch.backends.mkldnn.is_available(),
-    }
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def mobilenet_v2_arch(width: float, resolution: int) -> Architecture:
@@ -272,8 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = {
         "benchmark": "throughput",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": command_line(),
+        "date": utc_now(),
         "mode": "quick" if quick else "full",
         "machine": machine_info(args.threads),
         "settings": {"batch": args.batch, "reps": reps, "steps": args.steps,
@@ -283,9 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
         "profile": profile,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2))
-    print(f"\nWrote {args.output} ({out['wall_s']:.0f} s).")
+    write_results(args.output, out)
     return 0
 
 
