@@ -1,0 +1,1 @@
+"""Benchmark scripts and the sampler benchmark suite (``python -m benchmarks``)."""

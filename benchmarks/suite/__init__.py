@@ -1,0 +1,1 @@
+"""The sampler benchmark suite: problems, the runner and the report."""
