@@ -503,7 +503,7 @@ def retarget(
     try:
         # Ask for more than ``top`` so that enough distinct architectures remain.
         proposals = sampler.search(study, constraints=dict(budget) if budget else None,
-                                   n=top if distinct == "pair" else top * 20)
+                                   n=top if distinct == "pair" else top * 200)
     except ValueError as err:
         raise CLIError(str(err)) from None
     labels = trial_labels(study)

@@ -225,3 +225,40 @@ def test_multi_objective_is_a_clear_error() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=fast_sampler())
     with pytest.raises(ValueError, match="multi-objective"):
         study.optimize(lambda t: (t.suggest_float("x", 0, 1), 0.0), n_trials=1)
+
+
+def _heavy_tailed_objective(trial: optuna.Trial) -> float:
+    x = [trial.suggest_int(f"x{i}", 0, 9) for i in range(4)]
+    loss = sum((v - 6) ** 2 for v in x) / 100.0
+    # A quarter of the space "diverges": losses five orders of magnitude above the rest.
+    return loss + (1e5 if x[0] <= 1 else 0.0)
+
+
+def test_predictions_stay_on_the_measured_scale_despite_outliers() -> None:
+    study = optuna.create_study(sampler=fast_sampler(n_rounds=4))
+    study.optimize(_heavy_tailed_objective, n_trials=16)
+    labelled = [t.value for t in study.trials]
+    predicted = [t.user_attrs["nars:predicted"] for t in study.trials
+                 if "nars:predicted" in t.user_attrs]
+    assert predicted
+    # Rank-based labels: predictions are mapped back within the measured range, never to a
+    # value better than anything seen nor onto the outliers' scale.
+    assert min(predicted) >= min(labelled) - 1e-12
+    assert max(predicted) < 1e4
+    assert sum(t.value < 1e4 for t in study.trials[4:]) >= 10  # it learned to avoid x0 <= 1
+
+
+def test_trust_region_keeps_every_other_proposal_near_measured_pairs() -> None:
+    def distance_to_measured(study: optuna.Study) -> tuple[float, float]:
+        xs = np.array([[t.params[f"x{i}"] for i in range(4)] for t in study.trials], float)
+        d = [np.abs(xs[:n] - xs[n]).sum(axis=1).min() for n in range(4, len(xs))]
+        even = [v for n, v in zip(range(4, len(xs)), d, strict=True) if n % 2 == 0]
+        odd = [v for n, v in zip(range(4, len(xs)), d, strict=True) if n % 2 == 1]
+        return float(np.mean(even)), float(np.mean(odd))
+
+    trusted = optuna.create_study(sampler=fast_sampler(n_rounds=6, trust_region=3.0))
+    trusted.optimize(_heavy_tailed_objective, n_trials=28)
+    even, odd = distance_to_measured(trusted)
+    assert even < odd
+    with pytest.raises(ValueError, match="trust_region must be a number >= 0"):
+        NARSSampler(trust_region=-1)

@@ -12,7 +12,6 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from benchmarks._common import fmt, markdown_table
-from benchmarks.suite.problems import TabularProblem, get_problem
 
 CHECKPOINTS = (25, 50, 100, 200)
 SAMPLER_ORDER = ("nars", "tpe", "cmaes", "gp", "random", "qmc")
@@ -72,10 +71,12 @@ def mean_se(x: np.ndarray) -> tuple[float, float]:
     return float(x.mean()), float(x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
-def ranks_at(pr: ProblemRuns, t: int) -> dict[str, float]:
+def ranks_at(pr: ProblemRuns, t: int, among: Sequence[str] | None = None) -> dict[str, float]:
     """Mean rank (1 = best; ties averaged) per sampler at trial ``t``, over the seeds every
-    sampler with ``t`` trials has."""
-    samplers = [s for s in pr.samplers if pr.n_trials(s) >= t]
+    sampler with ``t`` trials has. ``among``: the samplers to rank (default: the suite's own,
+    ``SAMPLER_ORDER``, so that an extra NARS variant does not shift the others' ranks)."""
+    among = SAMPLER_ORDER if among is None else among
+    samplers = [s for s in pr.samplers if pr.n_trials(s) >= t and s in among]
     if len(samplers) < 2:
         return {}
     seeds = sorted(set.intersection(*(set(pr.seeds(s)) for s in samplers)))
@@ -86,25 +87,6 @@ def ranks_at(pr: ProblemRuns, t: int) -> dict[str, float]:
     ])
     ranks = np.array([rankdata(-pr.sign() * row) for row in scores])
     return dict(zip(samplers, map(float, ranks.mean(axis=0)), strict=True))
-
-
-def analytic_check(pr: ProblemRuns, checkpoints: Sequence[int]) -> list[dict[str, Any]]:
-    """RandomSampler's measured mean best-of-N against the table's exact expectation."""
-    if "random" not in pr.samplers:
-        return []
-    problem = get_problem(pr.problem)
-    if not isinstance(problem, TabularProblem) or problem.budgets:
-        return []
-    rows = []
-    for t in checkpoints:
-        best = pr.best_at("random", t)
-        if best is None:
-            continue
-        mean, se = mean_se(best)
-        expected = problem.expected_best_of(t)
-        rows.append({"n": t, "expected": expected, "mean": mean, "se": se,
-                     "z": (mean - expected) / se if se > 0 else math.nan, "seeds": len(best)})
-    return rows
 
 
 def nars_diagnostics(pr: ProblemRuns, sampler: str = "nars") -> dict[str, Any]:
@@ -174,7 +156,12 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
             "tpe_trials": tpe_n,
             "samplers": per_sampler,
             "ranks": {c: ranks_at(pr, c) for c in cps},
-            "analytic_check": analytic_check(pr, cps),
+            # A variant (e.g. NARS before a change) ranked in NARS's place among the others.
+            "variant_ranks": {
+                v: {c: ranks_at(pr, c, [v, *(s for s in SAMPLER_ORDER if s != "nars")]).get(v)
+                    for c in cps}
+                for v in pr.samplers if v not in SAMPLER_ORDER
+            },
             "nars": {s: nars_diagnostics(pr, s) for s in pr.samplers if s.startswith("nars")},
         }
     overall: dict[int, dict[str, float]] = {}
@@ -186,6 +173,14 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
         n = max((len(v) for v in collected.values()), default=0)
         # Only samplers ranked on every problem; others are left out of the overall mean.
         overall[c] = {s: float(np.mean(v)) for s, v in collected.items() if len(v) == n and n}
+        variants: dict[str, list[float]] = defaultdict(list)
+        for p in problems.values():
+            for v, by_c in p["variant_ranks"].items():
+                if by_c.get(c) is not None:
+                    variants[v].append(by_c[c])
+        for v, values in variants.items():
+            if len(values) == n and n:
+                overall[c][f"{v} (in nars's place)"] = float(np.mean(values))
     return {"problems": problems, "overall_rank": overall}
 
 
@@ -201,14 +196,34 @@ def _spec(values: Sequence[float]) -> str:
     return ".2f" if scale >= 10 else ".4f"
 
 
-def markdown(summary: dict[str, Any], plots: dict[str, str]) -> str:
+def check_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    n_seeds = sorted({r["seeds"] for r in rows})
+    out = [
+        "### Harness check: RandomSampler against the table's exact expectation\n",
+        f"RandomSampler through the grid's own `run_study`, {'/'.join(map(str, n_seeds))} seeds. "
+        "E[best of N] from P(max <= v) = F(v)^N, F the law of one evaluation of a uniformly "
+        "random configuration; z = (measured - expected) / se.\n",
+        markdown_table(
+            ["problem", "N", "expected", "measured (mean ± se)", "z"],
+            [[r["problem"], r["n"], f"{r['expected']:.5g}", f"{r['mean']:.5g} ± {r['se']:.2g}",
+              f"{r['z']:+.2f}"] for r in rows],
+        ),
+        "",
+    ]
+    return "\n".join(out)
+
+
+def markdown(summary: dict[str, Any], plots: dict[str, str],
+             checks: Sequence[dict[str, Any]] = ()) -> str:
     out: list[str] = []
     problems = summary["problems"]
     all_samplers = sorted({s for p in problems.values() for s in p["samplers"]}, key=_sampler_key)
     out.append("### Mean rank over all problems (1 = best)\n")
     cps = [c for c in CHECKPOINTS if summary["overall_rank"].get(c)]
+    names = [*all_samplers, *sorted({k for c in cps for k in summary["overall_rank"][c]}
+                                    - set(all_samplers))]
     rows = [[s, *(fmt(summary["overall_rank"][c].get(s), ".2f") for c in cps)]
-            for s in all_samplers]
+            for s in names if any(s in summary["overall_rank"][c] for c in cps)]
     out.append(markdown_table(["sampler", *(f"rank @ {c}" for c in cps)], rows))
     out.append("")
     halves = []
@@ -243,7 +258,8 @@ def markdown(summary: dict[str, Any], plots: dict[str, str]) -> str:
                 _mean_pm(r["final_regret"], ".3g") if r["final_regret"] else "-",
                 f"{r['feasible_fraction']:.2f}",
                 f"{r['median_overhead_ms']:.1f}",
-                *(fmt(p["ranks"][c].get(s), ".2f") for c in p["checkpoints"] if c >= 100),
+                *(fmt(p["ranks"][c].get(s, p["variant_ranks"].get(s, {}).get(c)), ".2f")
+                  for c in p["checkpoints"] if c >= 100),
             ])
         out.append(markdown_table(headers, rows))
         out.append("")
@@ -255,15 +271,8 @@ def markdown(summary: dict[str, Any], plots: dict[str, str]) -> str:
                 pq = ", ".join(f"trials {k}: {v:.2f}" for k, v in d["prequential_tau"].items())
                 out.append(f"{s} predictor, median over seeds: cross-validated Kendall tau after "
                            f"trial {cv}; prequential tau (predicted vs measured) {pq}.\n")
-    checks = [(n, row) for n, p in problems.items() for row in p["analytic_check"]]
     if checks:
-        out.append("### Harness check: RandomSampler against the table's exact expectation\n")
-        out.append("E[best of N] from P(max <= v) = F(v)^N, F the distribution of one evaluation "
-                   "of a uniformly random configuration; z = (measured - expected) / se.\n")
-        rows = [[n, r["n"], f"{r['expected']:.5g}", f"{r['mean']:.5g} ± {r['se']:.2g}",
-                 f"{r['z']:+.2f}"] for n, r in checks]
-        out.append(markdown_table(["problem", "N", "expected", "measured", "z"], rows))
-        out.append("")
+        out.append(check_markdown(checks))
     return "\n".join(out)
 
 

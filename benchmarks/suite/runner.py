@@ -81,9 +81,16 @@ def _quiet() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def run_study(problem: Problem, sampler: BaseSampler, n_trials: int, seed: int) -> dict[str, Any]:
-    """Run ``n_trials`` trials of ``problem`` with ``sampler``; per-trial records as lists."""
-    study = optuna.create_study(direction=problem.direction, sampler=sampler)
+def run_study(
+    problem: Problem,
+    sampler: BaseSampler,
+    n_trials: int,
+    seed: int,
+    study: optuna.Study | None = None,
+) -> dict[str, Any]:
+    """Run ``n_trials`` trials of ``problem`` with ``sampler`` (in a new in-memory study unless
+    one is given); per-trial records as lists."""
+    study = study or optuna.create_study(direction=problem.direction, sampler=sampler)
     storage = study._storage
     rng = np.random.default_rng([seed, 20_261_130])  # the evaluation noise, apart from samplers
     rec: dict[str, list[Any]] = {k: [] for k in (
