@@ -124,6 +124,20 @@ def test_nars_gets_only_free_proxies() -> None:
     assert isinstance(sampler, NARSSampler)
 
 
+def test_sampler_variants_parse_and_reject_typos() -> None:
+    problem = get_problem("macro")
+    sampler = make_sampler("nars[trust_region=0,exploration=1.5]", problem, 3)
+    assert isinstance(sampler, NARSSampler)
+    assert (sampler._trust_region, sampler._exploration, sampler._seed) == (0.0, 1.5, 3)
+    assert sampler._proxy_metrics is not None  # the problem's proxies are kept
+    with pytest.raises(ValueError, match="Unknown sampler 'nasr'"):
+        make_sampler("nasr", problem, 0)
+    with pytest.raises(ValueError, match="expected key=value"):
+        make_sampler("nars[trust_region]", problem, 0)
+    with pytest.raises(TypeError):
+        make_sampler("nars[no_such_option=1]", problem, 0)
+
+
 def test_ranks_and_summary_on_a_small_grid() -> None:
     problem = get_problem("macro")
     runs = []

@@ -334,8 +334,8 @@ class FashionMNISTProblem(Problem):
     def __init__(
         self,
         *,
-        epochs: int = 3,
-        max_train_samples: int = 3000,
+        epochs: int = 2,
+        max_train_samples: int = 2000,
         flops_quantile: float = 0.5,
         name: str = "fashion-mnist",
     ) -> None:

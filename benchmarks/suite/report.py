@@ -125,7 +125,10 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
     problems: dict[str, Any] = {}
     for name, pruns in by_problem.items():
         pr = ProblemRuns(name, pruns)
-        cps = [c for c in checkpoints if any(pr.n_trials(s) >= c for s in pr.samplers)]
+        longest = max(pr.n_trials(s) for s in pr.samplers)
+        cps = [c for c in checkpoints if c <= longest]
+        if longest not in cps and longest < max(checkpoints):
+            cps.append(longest)  # a short problem (real training) ends between checkpoints
         tpe_n = pr.n_trials("tpe") if "tpe" in pr.samplers else None
         tpe_target = float(pr.best_at("tpe", tpe_n).mean()) if tpe_n else None
         per_sampler = {}
@@ -226,16 +229,15 @@ def markdown(summary: dict[str, Any], plots: dict[str, str],
             for s in names if any(s in summary["overall_rank"][c] for c in cps)]
     out.append(markdown_table(["sampler", *(f"rank @ {c}" for c in cps)], rows))
     out.append("")
-    halves = []
-    for p in problems.values():
-        nars = p["samplers"].get("nars")
-        if nars and p["tpe_trials"]:
-            reach = nars["to_reach_tpe"]
-            halves.append(reach is not None and reach <= p["tpe_trials"] / 2)
-    if halves:
-        out.append(f"NARS reaches TPE's {max(p['tpe_trials'] or 0 for p in problems.values())}"
-                   f"-trial mean result in at most half the trials on {sum(halves)} of "
-                   f"{len(halves)} problems.\n")
+    longest = max((p["tpe_trials"] or 0 for p in problems.values()), default=0)
+    for v in [s for s in all_samplers if s.startswith("nars")]:
+        reach = [p["samplers"][v]["to_reach_tpe"] for p in problems.values()
+                 if p["tpe_trials"] == longest and v in p["samplers"]]
+        if reach:
+            halves = sum(r is not None and r <= longest / 2 for r in reach)
+            out.append(f"`{v}` reaches TPE's {longest}-trial mean best-so-far within "
+                       f"{longest // 2} trials on {halves} of {len(reach)} problems run for "
+                       f"{longest} trials.\n")
     for name, p in problems.items():
         out.append(f"### {name}\n")
         opt = "" if p["optimum"] is None else f", optimum (best mean over runs) {p['optimum']:.6g}"

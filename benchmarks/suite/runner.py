@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import time
 import warnings
@@ -66,12 +67,29 @@ class Task:
         return (self.problem, self.sampler, self.seed)
 
 
+def parse_sampler(name: str) -> tuple[str, dict[str, Any]]:
+    """``"nars"`` or a variant with constructor overrides, ``"nars[trust_region=0]"``."""
+    match = re.fullmatch(r"(\w+)(?:\[(.*)\])?", name)
+    if match is None or match.group(1) not in SAMPLERS:
+        raise ValueError(f"Unknown sampler {name!r}; known: {', '.join(SAMPLERS)}, optionally "
+                         "with overrides like nars[trust_region=0,exploration=1].")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, (match.group(2) or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ValueError(f"Bad override {item!r} in {name!r}: expected key=value.")
+        kwargs[key.strip()] = json.loads(value)
+    return match.group(1), kwargs
+
+
 def make_sampler(name: str, problem: Problem, seed: int) -> BaseSampler:
-    try:
-        factory = SAMPLERS[name]
-    except KeyError:
-        raise ValueError(f"Unknown sampler {name!r}; known: {', '.join(SAMPLERS)}.") from None
-    return factory(problem, seed)
+    base, overrides = parse_sampler(name)
+    sampler = SAMPLERS[base](problem, seed)
+    if overrides:
+        # Rebuild with the overrides on top of what the factory passes.
+        kwargs = problem.nars_kwargs() if base == "nars" else {}
+        sampler = type(sampler)(**{**kwargs, "seed": seed, **overrides})
+    return sampler
 
 
 def _quiet() -> None:
@@ -193,6 +211,10 @@ def pending(tasks: Iterable[Task], out_dir: Path) -> list[Task]:
 _COST_ORDER = {"gp": 0, "nars": 1, "tpe": 2, "cmaes": 3, "qmc": 4, "random": 5}
 
 
+def _cost_rank(task: Task) -> tuple[int, bool]:
+    return (_COST_ORDER.get(parse_sampler(task.sampler)[0], 9), task.problem == "fashion-mnist")
+
+
 def run_grid(
     tasks: Sequence[Task],
     out_dir: Path,
@@ -205,8 +227,7 @@ def run_grid(
     from tqdm.auto import tqdm
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    todo = sorted(pending(tasks, out_dir), key=lambda t: (_COST_ORDER.get(t.sampler, 9),
-                                                           t.problem == "fashion-mnist"))
+    todo = sorted(pending(tasks, out_dir), key=_cost_rank)
     bar = tqdm(total=len(todo), disable=not progress, unit="run", dynamic_ncols=True)
 
     def record(run: dict[str, Any]) -> None:
