@@ -25,6 +25,7 @@ is written to the running trial's system attributes before it is returned, so co
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import threading
@@ -111,22 +112,28 @@ class _Fit:
     kendall_tau: float | None
     labels: tuple[np.ndarray, np.ndarray]
     labelled: np.ndarray  # the labelled candidates, encoded
-    # Per trust weight: the pool's acquisition scores, the genetic search's (values, mean, std).
+    # Per trust weight: the pool's acquisition scores, and the genetic search's
+    # (values, mean, std) ordered best first.
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
     evolved: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
 
+    @functools.cached_property
+    def spacing(self) -> float:
+        """The labelled candidates' median nearest-neighbour distance (0 with fewer than 2)."""
+        if len(self.labelled) < 2:
+            return 0.0
+        d = cdist(self.labelled, self.labelled)
+        np.fill_diagonal(d, np.inf)
+        return float(np.median(d.min(axis=1)))
+
     def novelty(self, encoded: np.ndarray) -> np.ndarray:
-        """Distance to the nearest labelled candidate, in units of the labelled candidates'
-        median nearest-neighbour distance: how far a prediction extrapolates."""
-        ref = self.labelled
-        if len(ref) < 2:
+        """Distance to the nearest labelled candidate, in units of :attr:`spacing`: how far a
+        prediction extrapolates."""
+        if len(self.labelled) < 2:
             return np.zeros(len(encoded))
-        d_ref = cdist(ref, ref)
-        np.fill_diagonal(d_ref, np.inf)
-        scale = float(np.median(d_ref.min(axis=1)))
-        d = np.concatenate([cdist(chunk, ref).min(axis=1)
+        d = np.concatenate([cdist(chunk, self.labelled).min(axis=1)
                             for chunk in np.array_split(encoded, max(1, len(encoded) // 4096))])
-        return d / scale if scale > 0 else d
+        return d / self.spacing if self.spacing > 0 else d
 
     def to_value(self, mean: float, std: float) -> tuple[float, float]:
         """A predicted score and spread on the objective's scale: the score mapped through the
@@ -578,7 +585,8 @@ class NARSSampler(BaseSampler):
             ctx.param_space, score, initial, feasible=feasible, rng=rng
         )
         mean, std = fit.predictor.predict(*self._split(ctx, values))
-        return values, mean, std
+        order = np.argsort(-self._score(ctx, fit, values, mean, std, trust), kind="stable")
+        return values[order], mean[order], std[order]
 
     # ---- sampling --------------------------------------------------------------------------
 
@@ -662,10 +670,7 @@ class NARSSampler(BaseSampler):
                         fit.evolved[trust] = self._evolve(
                             ctx, fit, x[:k], y[:k], ctx.feasible, trust
                         )
-                    values, mean, std = fit.evolved[trust]
-                    score = self._score(ctx, fit, values, mean, std, trust)
-                    order = np.argsort(-score, kind="stable")
-                    ranking.append((values[order], mean[order], std[order]))
+                    ranking.append(fit.evolved[trust])
                 order = np.argsort(-self._pool_score(ctx, fit, trust), kind="stable")
                 ranking.append((ctx.pool[order], fit.pool_mean[order], fit.pool_std[order]))
             else:

@@ -17,14 +17,14 @@ import numpy as np
 from optuna.samplers import RandomSampler
 
 from benchmarks.suite.problems import TabularProblem, get_problem
-from benchmarks.suite.runner import _quiet, run_study
+from benchmarks.suite.runner import quiet, run_study
 
 
 def random_best_of_n(
     problem: TabularProblem, n_values: Sequence[int], seeds: int
 ) -> list[dict[str, Any]]:
     """Measured mean +- standard error of RandomSampler's best-of-N against the expectation."""
-    _quiet()
+    quiet()
     n_max = max(n_values)
     best = np.array([
         run_study(problem, RandomSampler(seed=seed), n_max, seed)["best"] for seed in range(seeds)

@@ -18,7 +18,7 @@ SAMPLER_ORDER = ("nars", "tpe", "cmaes", "gp", "random", "qmc")
 
 
 def _sampler_key(name: str) -> tuple[int, str]:
-    base = name.split("@")[0]
+    base = name.split("[")[0]  # a variant such as nars[trust_region=0] sorts with nars
     return (SAMPLER_ORDER.index(base) if base in SAMPLER_ORDER else len(SAMPLER_ORDER), name)
 
 

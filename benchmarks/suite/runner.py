@@ -41,17 +41,16 @@ from optuna.trial import TrialState
 from benchmarks.suite.problems import Problem, get_problem
 from optuna_nars.sampler import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY, NARSSampler
 
-SamplerFactory = Callable[[Problem, int], BaseSampler]
-
-SAMPLERS: dict[str, SamplerFactory] = {
-    "nars": lambda p, seed: NARSSampler(**p.nars_kwargs(), seed=seed,
-                                        warn_independent_sampling=False),
-    "tpe": lambda p, seed: TPESampler(seed=seed),
-    "cmaes": lambda p, seed: CmaEsSampler(seed=seed, warn_independent_sampling=False),
-    "gp": lambda p, seed: GPSampler(seed=seed),
-    "random": lambda p, seed: RandomSampler(seed=seed),
+# Each sampler: its class and the constructor arguments the suite gives it for a problem (the
+# seed and any command-line overrides come on top).
+SAMPLERS: dict[str, tuple[type[BaseSampler], Callable[[Problem], dict[str, Any]]]] = {
+    "nars": (NARSSampler, lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False}),
+    "tpe": (TPESampler, lambda p: {}),
+    "cmaes": (CmaEsSampler, lambda p: {"warn_independent_sampling": False}),
+    "gp": (GPSampler, lambda p: {}),
+    "random": (RandomSampler, lambda p: {}),
     # Scrambled, so that seeds differ (Optuna's default is one unscrambled sequence).
-    "qmc": lambda p, seed: QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False),
+    "qmc": (QMCSampler, lambda p: {"scramble": True, "warn_independent_sampling": False}),
 }
 
 
@@ -84,15 +83,11 @@ def parse_sampler(name: str) -> tuple[str, dict[str, Any]]:
 
 def make_sampler(name: str, problem: Problem, seed: int) -> BaseSampler:
     base, overrides = parse_sampler(name)
-    sampler = SAMPLERS[base](problem, seed)
-    if overrides:
-        # Rebuild with the overrides on top of what the factory passes.
-        kwargs = problem.nars_kwargs() if base == "nars" else {}
-        sampler = type(sampler)(**{**kwargs, "seed": seed, **overrides})
-    return sampler
+    cls, defaults = SAMPLERS[base]
+    return cls(**{**defaults(problem), "seed": seed, **overrides})
 
 
-def _quiet() -> None:
+def quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -173,7 +168,7 @@ def run_task(task: Task) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
-    _quiet()
+    quiet()
     problem = get_problem(task.problem)
     sampler = make_sampler(task.sampler, problem, task.seed)
     start = time.perf_counter()
