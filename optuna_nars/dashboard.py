@@ -43,15 +43,21 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_nars.pruner import (
+from optuna_nars._keys import (
     CALIBRATION_ATTR,
     CALIBRATION_INFO_KEY,
+    ERROR_ATTR,
     LABEL_CORRELATION_KEY,
     LABEL_THRESHOLD_KEY,
-    get_label_step,
-    trial_labels,
+    PREDICTED_KEY,
+    PREDICTED_STD_KEY,
+    PREDICTOR_QUALITY_KEY,
+    STAGE_KEY,
+    Stage,
 )
-from optuna_nars.sampler import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars._keys import TRIAL_LABEL_STEP_ATTR as LABEL_STEP_ATTR
+from optuna_nars.cost import UNITS, format_budget
+from optuna_nars.labels import get_label_step, trial_labels
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -74,10 +80,6 @@ __all__ = [
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-LABEL_STEP_ATTR = "nars:label_step"
-"""Trial user attribute: the label step in force when the trial ended, or ``"pending"``."""
-ERROR_ATTR = "nars:error"
-"""Trial user attribute: why a failed trial failed."""
 # Markdown link-reference definitions: invisible in the rendered note, unlike HTML comments
 # (which the dashboard shows as text).
 NOTE_BEGIN = "[//]: # (optuna-nars:begin)"
@@ -88,15 +90,15 @@ PLOT_IDS = {
     "params": "nars-accuracy-vs-params",
 }
 _STAGE_TEXT = {
-    "qmc": "1. QMC warm start",
-    "predictor": "2. predictor-guided rounds",
-    "evolution": "3. adaptive genetic search",
-    "random": "random (pool exhausted)",
-    "repeat": "repeat (space exhausted)",
+    Stage.QMC.value: "1. QMC warm start",
+    Stage.PREDICTOR.value: "2. predictor-guided rounds",
+    Stage.EVOLUTION.value: "3. adaptive genetic search",
+    Stage.RANDOM.value: "random (pool exhausted)",
+    Stage.REPEAT.value: "repeat (space exhausted)",
 }
-_STAGE_COLORS = {"qmc": "#636efa", "predictor": "#ef553b", "evolution": "#00cc96",
-                 "random": "#ab63fa", "repeat": "#7f7f7f"}
-_UNITS = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params")}
+_STAGE_COLORS = {Stage.QMC.value: "#636efa", Stage.PREDICTOR.value: "#ef553b",
+                 Stage.EVOLUTION.value: "#00cc96", Stage.RANDOM.value: "#ab63fa",
+                 Stage.REPEAT.value: "#7f7f7f"}
 
 
 # ---- the objective side: attributes and a note on every trial ----------------------------------
@@ -187,18 +189,15 @@ def _fmt(x: Any, spec: str = ".4f", missing: str = "–") -> str:
 
 
 def _sampler_plan(study: optuna.Study) -> dict[str, int] | None:
-    """Trials per stage planned by the study's NARSSampler (None for another sampler)."""
-    sampler = study.sampler
-    try:
-        startup = int(sampler._n_startup_trials)  # type: ignore[attr-defined]
-        rounds = int(sampler._n_rounds) * int(sampler._batch_size)  # type: ignore[attr-defined]
-    except (AttributeError, TypeError, ValueError):
+    """Trials per stage planned by the study's sampler (None for one without a stage plan)."""
+    plan = getattr(study.sampler, "plan", None)
+    if plan is None:
         return None
-    return {"qmc": startup, "predictor": rounds}
+    return {"qmc": plan.n_startup_trials, "predictor": plan.n_predictor_trials}
 
 
 def _sampler_budget(study: optuna.Study) -> dict[str, float]:
-    constraints = getattr(study.sampler, "_constraints", None)
+    constraints = getattr(study.sampler, "constraints", None)
     if isinstance(constraints, Mapping):
         return {k: float(v) for k, v in constraints.items()}
     return {}
@@ -241,16 +240,6 @@ def _kendall(x: Sequence[float], y: Sequence[float]) -> float | None:
     return None if math.isnan(tau) else tau
 
 
-def _budget_text(budget: Mapping[str, float]) -> str:
-    if not budget:
-        return "none"
-    parts = []
-    for metric, limit in sorted(budget.items()):
-        scale, unit = _UNITS.get(metric, (1.0, metric))
-        parts.append(f"{metric} ≤ {limit / scale:.4g} {unit}")
-    return ", ".join(parts)
-
-
 # ---- the note -----------------------------------------------------------------------------------
 
 
@@ -279,7 +268,7 @@ def render_note(
         f"({states[TrialState.COMPLETE]} complete, {states[TrialState.PRUNED]} stopped early, "
         f"{states[TrialState.FAIL]} failed), {states[TrialState.RUNNING]} running.*",
         "",
-        f"**Budget:** {_budget_text(budget)}.",
+        f"**Budget:** {format_budget(budget)}.",
     ]
     if space is not None:
         lines += [
@@ -452,7 +441,7 @@ def study_summary(
             best += f", {costs['flops'] / 1e6:.3f} MFLOPs, {costs['params'] / 1e3:.1f} k params"
     return {
         "nars:best": best,
-        "nars:budget": _budget_text(budget),
+        "nars:budget": format_budget(budget),
         "nars:label_step": "pending" if label_step is None else label_step,
         "nars:predictor_kendall_tau": "not yet" if tau is None else round(float(tau), 4),
     }
@@ -539,7 +528,7 @@ def build_figures(
 
     # Accuracy vs cost, one per metric.
     for metric in ("flops", "params"):
-        scale, unit = _UNITS[metric]
+        scale, unit = UNITS[metric]
         fig = go.Figure()
         rows = []
         for t in labelled:

@@ -36,9 +36,11 @@ from typing import TYPE_CHECKING, Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from optuna_nars._keys import PREDICTED_KEY, SETTINGS_KEY, SPACE_KEY, STAGE_KEY
+from optuna_nars._storage import get_study_chunked, set_study_chunked
 from optuna_nars.candidate import Candidate
 from optuna_nars.cost import count_flops, count_params
-from optuna_nars.pruner import get_label_step, trial_labels
+from optuna_nars.labels import get_label_step, trial_labels
 from optuna_nars.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -59,11 +61,8 @@ __all__ = [
     "write_export",
 ]
 
-SPACE_KEY = "nars:space"
-SETTINGS_KEY = "nars:search"
 EXPORT_FORMAT = "optuna-nars/candidate"
 EXPORT_VERSION = 1
-_CHUNK = 2045  # RDB storages' historical cap on one attribute value
 
 PathLike = str | os.PathLike[str]
 
@@ -74,12 +73,7 @@ PathLike = str | os.PathLike[str]
 def save_study_space(study: optuna.Study, space: SearchSpace) -> None:
     """Store ``space`` in the study's system attributes (chunked), for ``retarget``/``export``."""
     text = json.dumps(space.to_dict(), separators=(",", ":"))
-    chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
-    storage, study_id = study._storage, study._study_id
-    for i, chunk in enumerate(chunks):
-        storage.set_study_system_attr(study_id, f"{SPACE_KEY}:{i}", chunk)
-    # The count goes last: a reader never sees a count whose chunks are not all written.
-    storage.set_study_system_attr(study_id, SPACE_KEY, len(chunks))
+    set_study_chunked(study._storage, study._study_id, SPACE_KEY, text)
 
 
 def load_study_space(study: optuna.Study) -> SearchSpace | None:
@@ -88,12 +82,10 @@ def load_study_space(study: optuna.Study) -> SearchSpace | None:
     Raises:
         ValueError: If the stored space cannot be read (written by an incompatible version).
     """
-    attrs = study._storage.get_study_system_attrs(study._study_id)
-    count = attrs.get(SPACE_KEY)
-    if count is None:
+    text = get_study_chunked(study._storage, study._study_id, SPACE_KEY)
+    if text is None:
         return None
     try:
-        text = "".join(attrs[f"{SPACE_KEY}:{i}"] for i in range(int(count)))
         return SearchSpace.from_json(text)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"The search space stored in study {study.study_name!r} is unreadable: "
@@ -187,8 +179,8 @@ def export_trial(
         "num_classes": space.num_classes,
         "dataset": settings.get("dataset"),
         "epochs": settings.get("epochs"),
-        "stage": attrs.get("nars:stage"),
-        "predicted": attrs.get("nars:predicted"),
+        "stage": attrs.get(STAGE_KEY),
+        "predicted": attrs.get(PREDICTED_KEY),
         "optuna_params": dict(trial.params),
     }
     return {**candidate.to_dict(), "metadata": metadata}

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -37,6 +37,20 @@ import scipy.stats
 from optuna.pruners import BasePruner
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from optuna_nars._keys import (
+    CALIBRATION_ATTR,
+    CALIBRATION_INFO_KEY,
+    LABEL_CORRELATION_KEY,
+    LABEL_STEP_KEY,
+    LABEL_THRESHOLD_KEY,
+)
+from optuna_nars.labels import (
+    FINISHED_WITH_VALUE,
+    check_single_objective,
+    get_label_step,
+    trial_labels,
+)
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -54,77 +68,9 @@ __all__ = [
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-LABEL_STEP_KEY = "nars:label_step"
-"""Study system attribute: the label step (``int``)."""
-LABEL_CORRELATION_KEY = "nars:label_correlation"
-"""Study system attribute: ``{str(step): correlation or None}`` of the last calibration."""
-LABEL_THRESHOLD_KEY = "nars:label_threshold"
-"""Study system attribute: the correlation threshold (``float``) the label step was chosen with."""
-CALIBRATION_INFO_KEY = "nars:calibration_info"
-"""Study system attribute: the complete calibration record used by the pruner (a ``dict``)."""
-CALIBRATION_ATTR = "nars:calibration"
-"""Trial user attribute: ``True`` on trials exempt from early stopping (run to full length)."""
-
 _CORRELATIONS = ("kendall", "spearman")
 # A rank correlation over two points is always +-1 (or undefined): it carries no information.
 _MIN_PAIRS = 3
-_FINISHED_WITH_VALUE = (TrialState.COMPLETE, TrialState.PRUNED)
-
-
-# ---- public helpers ----------------------------------------------------------------------------
-
-
-def get_label_step(study: Study) -> int | None:
-    """Return the label step stored in ``study``, or :obj:`None` before calibration.
-
-    Args:
-        study: The study (any storage).
-
-    Returns:
-        The step at which trials are labelled (and stopped), or :obj:`None` if no
-        :class:`EarlyStoppingPruner` has calibrated the study yet.
-    """
-    value = study._storage.get_study_system_attrs(study._study_id).get(LABEL_STEP_KEY)
-    return None if value is None else int(value)
-
-
-def trial_labels(study: Study, trials: Iterable[FrozenTrial] | None = None) -> dict[int, float]:
-    """Map trial number to label value, measured at one step for every trial.
-
-    With a label step stored (see :func:`get_label_step`), a COMPLETE or PRUNED trial that
-    reported a value at exactly the label step is labelled with that *intermediate* value. This
-    holds for full-length (calibration) trials too: their final value is ignored, so every label
-    is measured after the same amount of training. Trials that stopped before the label step (or
-    skipped it), trials whose value there is NaN, and FAIL/RUNNING/WAITING trials get no label.
-    Without a label step, COMPLETE trials are labelled with ``trial.value``. A COMPLETE trial
-    that never called ``trial.report`` is always labelled with ``trial.value`` (there is no
-    curve to read).
-
-    Args:
-        study: A single-objective study.
-        trials: Trials to label (any states; others are skipped). Defaults to all the study's
-            trials.
-
-    Returns:
-        ``{trial.number: label}``.
-
-    Raises:
-        ValueError: If ``study`` is multi-objective.
-    """
-    _check_single_objective(study)
-    label_step = get_label_step(study)
-    if trials is None:
-        trials = study.get_trials(deepcopy=False, states=_FINISHED_WITH_VALUE)
-    labels: dict[int, float] = {}
-    for t in trials:
-        if t.state == TrialState.COMPLETE and (label_step is None or not t.intermediate_values):
-            if t.value is not None:
-                labels[t.number] = float(t.value)
-        elif label_step is not None and t.state in _FINISHED_WITH_VALUE:
-            value = t.intermediate_values.get(label_step)
-            if value is not None and not math.isnan(value):
-                labels[t.number] = float(value)
-    return labels
 
 
 # ---- calibration internals ---------------------------------------------------------------------
@@ -172,15 +118,6 @@ class _Calibration:
             )
         except (KeyError, TypeError, ValueError):
             return None  # written by an incompatible version: recalibrate
-
-
-def _check_single_objective(study: Study) -> None:
-    if len(study.directions) > 1:
-        raise ValueError(
-            "EarlyStoppingPruner and the label helpers support single-objective studies only, "
-            f"but the study has {len(study.directions)} objectives. Create the study with a "
-            "single `direction`, or use optuna.pruners.NopPruner for multi-objective studies."
-        )
 
 
 def _rank_correlation(x: np.ndarray, y: np.ndarray, method: str) -> float | None:
@@ -393,7 +330,7 @@ class EarlyStoppingPruner(BasePruner):
     # ---- public ---------------------------------------------------------------------------
 
     def prune(self, study: Study, trial: FrozenTrial) -> bool:
-        _check_single_objective(study)
+        check_single_objective(study)
         step = trial.last_step
         if step is None:
             return False
@@ -437,7 +374,7 @@ class EarlyStoppingPruner(BasePruner):
         Raises:
             ValueError: If ``study`` is multi-objective.
         """
-        _check_single_objective(study)
+        check_single_objective(study)
         calibration = self._calibrate(study)
         return None if calibration is None else calibration.label_step
 
@@ -588,7 +525,7 @@ class EarlyStoppingPruner(BasePruner):
                 return False
 
         peers: list[tuple[float, float]] = []  # (log cost, value at step)
-        for t in study.get_trials(deepcopy=False, states=_FINISHED_WITH_VALUE):
+        for t in study.get_trials(deepcopy=False, states=FINISHED_WITH_VALUE):
             c = _cost(t.user_attrs, self._cost_attr)
             if c is not None and t.number != trial.number:
                 peers.append((math.log(c), t.intermediate_values.get(step, math.nan)))

@@ -44,25 +44,26 @@ from optuna.trial import FrozenTrial, TrialState
 from scipy.spatial.distance import cdist
 from scipy.stats import norm, rankdata
 
+from optuna_nars._keys import (
+    PREDICTED_KEY,
+    PREDICTED_STD_KEY,
+    PREDICTOR_QUALITY_KEY,
+    PROPOSAL_KEY,
+    STAGE_KEY,
+    Stage,
+)
+from optuna_nars._storage import get_chunked, set_trial_chunked
+from optuna_nars._validation import check_int, check_real
 from optuna_nars.candidate import Candidate
 from optuna_nars.cost import METRICS, constraint_violations, space_costs
 from optuna_nars.evolution import adaptive_genetic_search
+from optuna_nars.labels import trial_labels
 from optuna_nars.predictor import NARSPredictor
-from optuna_nars.pruner import trial_labels
 from optuna_nars.space import ParamSpace, SearchSpace
 
-__all__ = ["NARSSampler", "Proposal"]
+__all__ = ["NARSSampler", "Proposal", "StagePlan"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
-
-# RDB storages cap a system attribute at 2045 characters; Optuna's samplers chunk likewise.
-_SYSTEM_ATTR_MAX_LENGTH = 2045
-PROPOSAL_KEY = "nars:x"
-STAGE_KEY = "nars:stage"
-PREDICTED_KEY = "nars:predicted"
-PREDICTED_STD_KEY = "nars:predicted_std"
-PREDICTOR_QUALITY_KEY = "nars:predictor"
-STAGES = ("qmc", "predictor", "evolution")
 
 Constraints = Mapping[str, float] | Callable[[dict[str, Any]], Sequence[float]]
 
@@ -76,6 +77,28 @@ class Proposal:
     predicted_std: float
     costs: dict[str, float]
     candidate: Candidate | None = None
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """How many trials each stage of :class:`NARSSampler` gets, by trial number."""
+
+    n_startup_trials: int
+    n_rounds: int
+    batch_size: int
+
+    @property
+    def n_predictor_trials(self) -> int:
+        """Trials of the predictor-guided rounds (stage 2)."""
+        return self.n_rounds * self.batch_size
+
+    def stage(self, trial_number: int) -> Stage:
+        """The stage trial ``trial_number`` belongs to (0-based)."""
+        if trial_number < self.n_startup_trials:
+            return Stage.QMC
+        if trial_number < self.n_startup_trials + self.n_predictor_trials:
+            return Stage.PREDICTOR
+        return Stage.EVOLUTION
 
 
 @dataclass
@@ -154,25 +177,6 @@ def _row_key(row: np.ndarray) -> tuple[float, ...]:
     return tuple(float(x) for x in row)
 
 
-def _set_chunked(study: Study, trial_id: int, key: str, text: str) -> None:
-    for i in range(max(1, math.ceil(len(text) / _SYSTEM_ATTR_MAX_LENGTH))):
-        chunk = text[i * _SYSTEM_ATTR_MAX_LENGTH : (i + 1) * _SYSTEM_ATTR_MAX_LENGTH]
-        study._storage.set_trial_system_attr(trial_id, f"{key}:{i}", chunk)
-
-
-def _get_chunked(system_attrs: Mapping[str, Any], key: str) -> str | None:
-    chunks = []
-    while f"{key}:{len(chunks)}" in system_attrs:
-        chunks.append(system_attrs[f"{key}:{len(chunks)}"])
-    return "".join(chunks) if chunks else None
-
-
-def _check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
-
-
 class NARSSampler(BaseSampler):
     """FBNetV3's Neural Architecture-Recipe Search as an Optuna sampler.
 
@@ -241,17 +245,13 @@ class NARSSampler(BaseSampler):
         self._architecture_params = (
             None if architecture_params is None else frozenset(architecture_params)
         )
-        self._n_startup_trials = _check_positive_int("n_startup_trials", n_startup_trials)
-        self._batch_size = _check_positive_int("batch_size", batch_size)
-        self._n_rounds = _check_positive_int("n_rounds", n_rounds, minimum=0)
-        self._pool_size = _check_positive_int("pool_size", pool_size)
-        self._n_pretrain = _check_positive_int("n_pretrain", n_pretrain, minimum=0)
-        if not (isinstance(exploration, (int, float)) and exploration >= 0):
-            raise ValueError(f"exploration must be a number >= 0, got {exploration!r}.")
-        self._exploration = float(exploration)
-        if not (isinstance(trust_region, (int, float)) and trust_region >= 0):
-            raise ValueError(f"trust_region must be a number >= 0, got {trust_region!r}.")
-        self._trust_region = float(trust_region)
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1)
+        self._batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._n_rounds = check_int("n_rounds", n_rounds, minimum=0)
+        self._pool_size = check_int("pool_size", pool_size, minimum=1)
+        self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
+        self._exploration = check_real("exploration", exploration, low=0)
+        self._trust_region = check_real("trust_region", trust_region, low=0)
         self._predictor_template = predictor or NARSPredictor()
         self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self._independent_sampler = independent_sampler or RandomSampler(seed=self._seed)
@@ -261,6 +261,16 @@ class NARSSampler(BaseSampler):
         if isinstance(search_space, SearchSpace):
             # Fail fast on budgets no candidate meets.
             self._context(search_space.distributions())
+
+    @property
+    def plan(self) -> StagePlan:
+        """Trials per stage: what the dashboard and the benchmarks show of the schedule."""
+        return StagePlan(self._n_startup_trials, self._n_rounds, self._batch_size)
+
+    @property
+    def constraints(self) -> Constraints | None:
+        """The budget the sampler enforces before every trial (as given to the constructor)."""
+        return self._constraints
 
     def _validate_constraints(self) -> None:
         c = self._constraints
@@ -474,7 +484,7 @@ class NARSSampler(BaseSampler):
                 return ctx.param_space.params_to_values([trial.params])[0]
             except (ValueError, KeyError):
                 return None  # params from another space version
-        text = _get_chunked(trial.system_attrs, PROPOSAL_KEY)
+        text = get_chunked(trial.system_attrs, PROPOSAL_KEY)
         if text is not None:
             row = np.asarray(json.loads(text), dtype=float)
             if row.shape == (len(names),):
@@ -605,12 +615,8 @@ class NARSSampler(BaseSampler):
                 return k
             k += step
 
-    def _stage(self, trial_number: int) -> str:
-        if trial_number < self._n_startup_trials:
-            return "qmc"
-        if trial_number < self._n_startup_trials + self._n_rounds * self._batch_size:
-            return "predictor"
-        return "evolution"
+    def _stage(self, trial_number: int) -> Stage:
+        return self.plan.stage(trial_number)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -627,7 +633,7 @@ class NARSSampler(BaseSampler):
             # the same candidate at once, at least the later writer sees the other on re-reading
             # the storage; whoever sees a rival chooses again (at worst both move).
             for _ in range(32):
-                if info["stage"] == "repeat" or not self._rival(study, trial, ctx, row):
+                if info["stage"] == Stage.REPEAT or not self._rival(study, trial, ctx, row):
                     break
                 lost.add(_row_key(row))
                 row, info = self._propose(study, trial, ctx, lost)
@@ -654,7 +660,7 @@ class NARSSampler(BaseSampler):
         ranking: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         info: dict[str, Any] = {"stage": stage}
         fit: _Fit | None = None
-        if stage != "qmc":
+        if stage != Stage.QMC:
             numbers, x, y = self._labels(study, trials, rows)
             # The fit uses the first K labelled trials by number, K on a fixed schedule, so any
             # worker holding the same storage derives the same predictor.
@@ -665,7 +671,7 @@ class NARSSampler(BaseSampler):
                     info["kendall_tau"] = fit.kendall_tau
                     info["n_labels"] = k
                 trust = self._trust_for(trial.number)
-                if stage == "evolution":
+                if stage == Stage.EVOLUTION:
                     if trust not in fit.evolved:
                         fit.evolved[trust] = self._evolve(
                             ctx, fit, x[:k], y[:k], ctx.feasible, trust
@@ -674,7 +680,7 @@ class NARSSampler(BaseSampler):
                 order = np.argsort(-self._pool_score(ctx, fit, trust), kind="stable")
                 ranking.append((ctx.pool[order], fit.pool_mean[order], fit.pool_std[order]))
             else:
-                info["stage"] = "qmc"  # too few distinct labels to fit yet
+                info["stage"] = Stage.QMC  # too few distinct labels to fit yet
         ranking.append((ctx.pool, None, None))
         sign = 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
         for values, mean, std in ranking:
@@ -693,14 +699,14 @@ class NARSSampler(BaseSampler):
             )
             for row in candidates[ctx.feasible(candidates)]:
                 if _row_key(row) not in claimed:
-                    return row, {"stage": "random"}
+                    return row, {"stage": Stage.RANDOM}
         # A small space can be exhausted; then, as Optuna's samplers do, repeat the best.
         _logger.warning(
             "Every feasible candidate NARSSampler found has been evaluated or is running; "
             "repeating the best-ranked one."
         )
         values, mean, std = ranking[0]
-        info = {"stage": "repeat"}
+        info = {"stage": Stage.REPEAT}
         if fit is not None and mean is not None and std is not None:
             value, spread = fit.to_value(mean[0], std[0])
             info.update(predicted=sign * value, predicted_std=spread)
@@ -710,8 +716,8 @@ class NARSSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, ctx: _Context, row: np.ndarray, info: dict
     ) -> None:
         storage, trial_id = study._storage, trial._trial_id
-        _set_chunked(study, trial_id, PROPOSAL_KEY, json.dumps(row.tolist()))
-        storage.set_trial_user_attr(trial_id, STAGE_KEY, info["stage"])
+        set_trial_chunked(storage, trial_id, PROPOSAL_KEY, json.dumps(row.tolist()))
+        storage.set_trial_user_attr(trial_id, STAGE_KEY, Stage(info["stage"]).value)
         if "predicted" in info:
             storage.set_trial_user_attr(trial_id, PREDICTED_KEY, info["predicted"])
             storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, info["predicted_std"])
@@ -777,7 +783,7 @@ class NARSSampler(BaseSampler):
         """The top ``n`` predicted architecture-recipe pairs for a *new* budget, from the
         study's labelled trials, with no training: refit the predictor, filter a fresh pool by
         the new constraints, run the genetic search over the predictor, and rank."""
-        n = _check_positive_int("n", n)
+        n = check_int("n", n, minimum=1)
         self._raise_error_if_multi_objective(study)
         search_space = self._relative_space(study)
         if not search_space:

@@ -34,11 +34,11 @@ from optuna_nars.cost import count_flops, space_costs
 from optuna_nars.training import ClassificationObjective
 
 ROOT = Path(__file__).resolve().parents[2]
-# CI clones main with ../shared beside it; sessions have it at /work/shared.
+# Shipped with the repository (Apache-2.0; LICENSE and SOURCE.md beside it).
 MACRO_PATH = Path(
     os.environ.get(
         "NAS_BENCH_MACRO",
-        ROOT.parent / "shared" / "benchmarks" / "nas-bench-macro" / "nas-bench-macro_cifar10.json",
+        ROOT / "benchmarks" / "data" / "nas-bench-macro" / "nas-bench-macro_cifar10.json",
     )
 )
 
@@ -284,7 +284,7 @@ def _macro_table(path: Path = MACRO_PATH) -> dict[str, dict[str, Any]]:
     if not path.exists():
         raise FileNotFoundError(
             f"NAS-Bench-Macro not found at {path}: put nas-bench-macro_cifar10.json there "
-            "(see ../shared/benchmarks/nas-bench-macro/SOURCE.md) or set NAS_BENCH_MACRO to it."
+            "(see benchmarks/data/nas-bench-macro/SOURCE.md) or set NAS_BENCH_MACRO to it."
         )
     return json.loads(path.read_text())
 

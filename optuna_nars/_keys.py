@@ -1,0 +1,57 @@
+"""Every storage key optuna-nars writes, in one place, and the sampler's stage names.
+
+Study system attributes (shared by all workers of a study):
+
+* :data:`LABEL_STEP_KEY`: the early-stopping label step (``int``).
+* :data:`LABEL_CORRELATION_KEY`: ``{str(step): correlation or None}`` of the last calibration.
+* :data:`LABEL_THRESHOLD_KEY`: the correlation threshold the label step was chosen with.
+* :data:`CALIBRATION_INFO_KEY`: the pruner's complete calibration record (a ``dict``).
+* :data:`PREDICTOR_QUALITY_KEY`: labels used and cross-validated Kendall tau of the latest refit.
+* :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
+* :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
+
+Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked) and Optuna's
+``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
+:data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`CALIBRATION_ATTR`,
+:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+# ---- study system attributes -------------------------------------------------------------------
+LABEL_STEP_KEY = "nars:label_step"
+LABEL_CORRELATION_KEY = "nars:label_correlation"
+LABEL_THRESHOLD_KEY = "nars:label_threshold"
+CALIBRATION_INFO_KEY = "nars:calibration_info"
+PREDICTOR_QUALITY_KEY = "nars:predictor"
+SPACE_KEY = "nars:space"
+SETTINGS_KEY = "nars:search"
+
+# ---- trial system attributes -------------------------------------------------------------------
+PROPOSAL_KEY = "nars:x"
+CONSTRAINT_PREFIX = "constraints:"  # Optuna's own convention, read by optuna-dashboard
+
+# ---- trial user attributes ---------------------------------------------------------------------
+STAGE_KEY = "nars:stage"
+PREDICTED_KEY = "nars:predicted"
+PREDICTED_STD_KEY = "nars:predicted_std"
+CALIBRATION_ATTR = "nars:calibration"
+# The label step in force when the trial ended (or "pending"): a trial attribute, distinct from
+# the study's LABEL_STEP_KEY although the dashboard shows both under the same name.
+TRIAL_LABEL_STEP_ATTR = "nars:label_step"
+ERROR_ATTR = "nars:error"
+
+
+class Stage(str, Enum):
+    """What produced a sampler's proposal (the ``nars:stage`` trial user attribute)."""
+
+    QMC = "qmc"
+    PREDICTOR = "predictor"
+    EVOLUTION = "evolution"
+    RANDOM = "random"  # the pool is exhausted: fresh feasible random points
+    REPEAT = "repeat"  # the feasible space is exhausted: the best-ranked candidate again
+
+    def __str__(self) -> str:
+        return self.value

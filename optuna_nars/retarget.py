@@ -1,0 +1,84 @@
+"""Re-targeting: a trained predictor answers a new budget in CPU seconds, with no training."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+
+from optuna_nars._keys import PREDICTOR_QUALITY_KEY
+from optuna_nars.labels import get_label_step, trial_labels
+from optuna_nars.sampler import NARSSampler
+from optuna_nars.space import SearchSpace
+
+__all__ = ["retarget"]
+
+
+def _params_key(params: Mapping[str, Any]) -> tuple:
+    return tuple(sorted((k, round(v, 10) if isinstance(v, float) else v)
+                        for k, v in params.items()))
+
+
+def retarget(
+    study: optuna.Study,
+    space: SearchSpace,
+    budget: Mapping[str, float] | None,
+    *,
+    top: int = 5,
+    distinct: str = "arch",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The top predicted pairs for ``budget`` as a JSON-ready report, with no training.
+
+    A :class:`~optuna_nars.sampler.NARSSampler` over ``space`` learns from the study's labelled
+    trials and searches the new budget (``optuna-nars retarget --json`` writes this report).
+    ``distinct="arch"`` keeps the best recipe of each architecture; ``"pair"`` lists every pair.
+    Each proposal says whether (and with which label) it was already trained.
+
+    Raises:
+        ValueError: If the study has too few labelled trials or no candidate meets ``budget``.
+    """
+    sampler = NARSSampler(space, seed=seed)
+    # Ask for more than ``top`` so that enough distinct architectures remain.
+    proposals = sampler.search(study, constraints=dict(budget) if budget else None,
+                               n=top if distinct == "pair" else top * 200)
+    labels = trial_labels(study)
+    measured = {}
+    for t in study.get_trials(deepcopy=False):
+        if t.number in labels:
+            measured.setdefault(_params_key(t.params), (t.number, labels[t.number]))
+    rows, seen = [], set()
+    for p in proposals:
+        assert p.candidate is not None
+        arch = str(p.candidate.architecture)
+        if distinct == "arch" and arch in seen:
+            continue
+        seen.add(arch)
+        trial, value = measured.get(_params_key(p.params), (None, None))
+        rows.append({
+            "rank": len(rows) + 1,
+            "predicted": p.predicted,
+            "predicted_std": p.predicted_std,
+            "flops": p.costs.get("flops"),
+            "params": p.costs.get("params"),
+            "arch": arch,
+            "recipe": str(p.candidate.recipe),
+            "trial": trial,
+            "measured": value,
+            "candidate": p.candidate.to_dict(),
+            "optuna_params": p.params,
+        })
+        if len(rows) == top:
+            break
+    quality = study._storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
+    return {
+        "study": study.study_name,
+        "constraints": dict(budget or {}),
+        "label_step": get_label_step(study),
+        "n_labels": len(labels),
+        "predictor": quality if isinstance(quality, Mapping) else None,
+        "in_channels": space.in_channels,
+        "num_classes": space.num_classes,
+        "proposals": rows,
+    }
