@@ -28,9 +28,9 @@ from optuna_nars.dashboard import (
     PLOT_IDS,
     DashboardCallback,
     DashboardObjective,
-    _pareto,
     build_figures,
 )
+from optuna_nars.dashboard.figures import pareto_front as _pareto
 from optuna_nars.export import load_study_space
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.pruner import EarlyStoppingPruner, get_label_step

@@ -1,0 +1,118 @@
+"""What the note, the plots and the trial notes read from a study, and how they show it."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import optuna
+from optuna.trial import FrozenTrial
+
+from optuna_nars._keys import PREDICTED_KEY, Stage
+from optuna_nars.cost import count_flops, count_params
+from optuna_nars.labels import get_label_step, trial_labels
+from optuna_nars.pruner.calibration import rank_correlation
+
+if TYPE_CHECKING:
+    from optuna_nars.space import SearchSpace
+
+__all__ = [
+    "STAGE_TEXT",
+    "StudySnapshot",
+    "finite_number",
+    "format_number",
+    "kendall_tau",
+    "predicted_and_measured",
+    "sampler_budget",
+    "trial_costs",
+]
+
+# Keyed by the stage's string value: that is what the ``nars:stage`` user attribute holds.
+STAGE_TEXT = {
+    Stage.QMC.value: "1. QMC warm start",
+    Stage.PREDICTOR.value: "2. predictor-guided rounds",
+    Stage.EVOLUTION.value: "3. adaptive genetic search",
+    Stage.RANDOM.value: "random (pool exhausted)",
+    Stage.REPEAT.value: "repeat (space exhausted)",
+}
+
+
+@dataclass(frozen=True)
+class StudySnapshot:
+    """What the note, the summary and the plots all start from, read once."""
+
+    trials: list[FrozenTrial]
+    labels: dict[int, float]  # trial number -> label (see ``trial_labels``)
+    budget: dict[str, float]
+    label_step: int | None
+
+    @classmethod
+    def read(
+        cls,
+        study: optuna.Study,
+        constraints: Mapping[str, float] | None = None,
+        trials: Sequence[FrozenTrial] | None = None,
+    ) -> StudySnapshot:
+        """``trials`` (default: all the study's), their labels, the budget (default: the
+        sampler's) and the label step."""
+        trials = list(study.get_trials(deepcopy=False) if trials is None else trials)
+        return cls(
+            trials=trials,
+            labels=trial_labels(study, trials),
+            budget=dict(constraints) if constraints is not None else sampler_budget(study),
+            label_step=get_label_step(study),
+        )
+
+
+def finite_number(x: Any) -> float | None:
+    """``x`` as a ``float`` if it is a finite int or float (attributes may hold anything)."""
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def format_number(x: Any, spec: str = ".4f", missing: str = "–") -> str:
+    """``x`` formatted with ``spec``, or ``missing`` if it is not a finite number."""
+    v = finite_number(x)
+    return missing if v is None else format(v, spec)
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Kendall's tau of paired values; :obj:`None` when undefined (see ``rank_correlation``)."""
+    return rank_correlation(np.asarray(x, dtype=float), np.asarray(y, dtype=float), "kendall")
+
+
+def predicted_and_measured(
+    trials: Sequence[FrozenTrial], labels: Mapping[int, float]
+) -> tuple[list[FrozenTrial], float | None]:
+    """The labelled trials with a finite prediction (the predictor proposed them), and Kendall's
+    tau between their predicted and measured values."""
+    points = [t for t in trials
+              if t.number in labels and finite_number(t.user_attrs.get(PREDICTED_KEY)) is not None]
+    tau = kendall_tau([t.user_attrs[PREDICTED_KEY] for t in points],
+                      [labels[t.number] for t in points])
+    return points, tau
+
+
+def sampler_budget(study: optuna.Study) -> dict[str, float]:
+    """The budget the study's sampler enforces, if it is a mapping (else none)."""
+    constraints = getattr(study.sampler, "constraints", None)
+    if isinstance(constraints, Mapping):
+        return {k: float(v) for k, v in constraints.items()}
+    return {}
+
+
+def trial_costs(trial: FrozenTrial, space: SearchSpace | None) -> dict[str, float | None]:
+    """FLOPs and params of a trial: its user attributes, else the cost model of ``space``."""
+    out = {m: finite_number(trial.user_attrs.get(m)) for m in ("flops", "params")}
+    if space is not None and None in out.values():
+        try:
+            arch = space.from_params(trial.params).architecture
+        except (ValueError, KeyError):
+            return out
+        out["flops"] = out["flops"] or float(count_flops(arch, space.in_channels,
+                                                         space.num_classes))
+        out["params"] = out["params"] or float(count_params(arch, space.in_channels,
+                                                            space.num_classes))
+    return out
