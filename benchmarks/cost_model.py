@@ -24,7 +24,6 @@ Results go to ``benchmarks/results/cost_model.json``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -39,14 +38,14 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from _common import command_line, machine_info, markdown_table, utc_now, write_results  # noqa: E402
+from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_args, save_results  # noqa: E402
 
 from optuna_nars.candidate import Architecture  # noqa: E402
 from optuna_nars.cost import count_flops, count_params, space_costs  # noqa: E402
 from optuna_nars.models import build_model  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "cost_model.json"
+RESULTS = RESULTS_DIR / "cost_model.json"
 PRESETS = ("tiny", "cifar", "fbnetv3")
 
 
@@ -155,20 +154,15 @@ def run_preset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few repetitions (~1 min)")
+    parser = benchmark_parser(__doc__, "few repetitions (~1 min)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (quick 5, full 15)")
     parser.add_argument("--pool-size", type=int, default=20_000, help="candidates per pool")
     parser.add_argument("--k", type=int, default=None,
                         help="architectures per preset for the agreement check "
                              "(quick 20/20/5, full 200/100/30 for tiny/cifar/fbnetv3)")
     parser.add_argument("--presets", nargs="+", choices=PRESETS, default=list(PRESETS))
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output path")
-    args = parser.parse_args(argv)
+    args = parse_run_args(parser, argv, output=RESULTS)
 
-    torch.set_num_threads(args.threads)
     quick = args.quick
     reps = args.reps or (5 if quick else 15)
     ks = {"tiny": 20, "cifar": 20, "fbnetv3": 5} if quick else \
@@ -204,18 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{r['agreement']['exact_param_matches']}/{r['agreement']['k']}",
           f"{r['agreement']['vectorised_matches']}/{r['agreement']['k']}"] for r in results],
     ))
-    out = {
-        "benchmark": "cost_model",
-        "command": command_line(),
-        "date": utc_now(),
-        "mode": "quick" if quick else "full",
-        "machine": machine_info(args.threads),
+    record = {
         "settings": {"reps": reps, "pool_size": args.pool_size, "seed": args.seed,
                      "baseline_candidates_per_rep": baseline_per_rep},
         "wall_s": time.perf_counter() - started,
         "results": results,
     }
-    write_results(args.output, out)
+    save_results(args.output, "cost_model", args, record)
     return 0
 
 

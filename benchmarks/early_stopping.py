@@ -47,19 +47,17 @@ from typing import Any
 import numpy as np
 import optuna
 import scipy.stats
-import torch
 from optuna.trial import FrozenTrial, TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import (  # noqa: E402
-    command_line,
+    RESULTS_DIR,
+    benchmark_parser,
     fmt,
-    git_state,
-    machine_info,
     markdown_table,
-    utc_now,
-    write_results,
+    parse_run_args,
+    save_results,
 )
 
 from optuna_nars.pruner import (  # noqa: E402
@@ -70,8 +68,6 @@ from optuna_nars.pruner import (  # noqa: E402
 from optuna_nars.sampler import NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 from optuna_nars.training import ClassificationObjective  # noqa: E402
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def rank_correlations(x: Sequence[float], y: Sequence[float]) -> dict[str, float | None]:
@@ -150,9 +146,9 @@ def make_sampler(
         return optuna.samplers.QMCSampler(seed=seed, warn_independent_sampling=False)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="digits, 12 trials x 4 epochs")
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, with ``trials``, ``epochs`` and ``n_calibration`` resolved for the mode."""
+    parser = benchmark_parser(__doc__, "digits, 12 trials x 4 epochs")
     parser.add_argument("--dataset", choices=("digits", "fashion-mnist"), default="digits")
     parser.add_argument("--trials", type=int, default=None, help="N (quick 12, full 40)")
     parser.add_argument("--epochs", type=int, default=None, help="E (quick 4, full 8)")
@@ -168,23 +164,128 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: all of digits, 800 with --quick; 5000 for "
                              "fashion-mnist)")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=None, help="JSON output path")
-    args = parser.parse_args(argv)
+    args = parse_run_args(parser, argv, output=None, quiet_optuna=True)
 
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     quick = args.quick
-    n_trials = args.trials or (12 if quick else 40)
-    epochs = args.epochs or (4 if quick else 8)
-    n_cal = args.n_calibration or (6 if quick else 8)
-    if not 3 <= n_cal < n_trials:
-        parser.error(f"--n-calibration must lie in [3, trials), got {n_cal}.")
+    args.trials = args.trials or (12 if quick else 40)
+    args.epochs = args.epochs or (4 if quick else 8)
+    args.n_calibration = args.n_calibration or (6 if quick else 8)
+    if not 3 <= args.n_calibration < args.trials:
+        parser.error(f"--n-calibration must lie in [3, trials), got {args.n_calibration}.")
+    return args
+
+
+def run_interleaved(
+    objective: ClassificationObjective, full_study: optuna.Study, es_study: optuna.Study,
+    n_trials: int,
+) -> tuple[list[float], list[float]]:
+    """Seconds per trial of each study: a full trial, then the same candidate online, ..."""
+    full_s: list[float] = []
+    es_s: list[float] = []
+    for i in range(n_trials):  # interleaved: a full trial, then the same candidate online
+        start = time.perf_counter()
+        full_study.optimize(objective, n_trials=1)
+        full_s.append(time.perf_counter() - start)
+        es_study.enqueue_trial(full_study.trials[-1].params)
+        start = time.perf_counter()
+        es_study.optimize(objective, n_trials=1)
+        es_s.append(time.perf_counter() - start)
+        t_full, t_es = full_study.trials[-1], es_study.trials[-1]
+        print(f"trial {i:3d}: full {t_full.value:.4f} ({len(t_full.intermediate_values)} ep, "
+              f"{full_s[-1]:.1f} s) | online {t_es.state.name.lower()} at epoch "
+              f"{len(t_es.intermediate_values)} ({es_s[-1]:.1f} s)", flush=True)
+    return full_s, es_s
+
+
+def online_summary(
+    full_trials: list[FrozenTrial], es_study: optuna.Study, full_s: list[float],
+    es_s: list[float], epochs: int,
+) -> dict[str, Any]:
+    """What the early-stopped study trained and took, against the full study."""
+    es_trials = es_study.trials
+    n_trials = len(full_trials)
+    epochs_full = sum(len(t.intermediate_values) for t in full_trials)
+    epochs_es = sum(len(t.intermediate_values) for t in es_trials)
+    same_curves = sum(
+        all(t_es.intermediate_values[s] == t_full.intermediate_values.get(s)
+            for s in t_es.intermediate_values)
+        for t_full, t_es in zip(full_trials, es_trials, strict=True)
+    )
+    return {
+        "label_step": get_label_step(es_study),
+        "epochs_trained": epochs_es,
+        "epochs_trained_full_study": epochs_full,
+        "saved_fraction": 1 - epochs_es / (n_trials * epochs),
+        "n_pruned": sum(t.state == TrialState.PRUNED for t in es_trials),
+        "wall_s": sum(es_s),
+        "wall_s_full_study": sum(full_s),
+        "wall_ratio": sum(es_s) / sum(full_s),
+        "median_trial_s": statistics.median(es_s),
+        "median_trial_s_full_study": statistics.median(full_s),
+        "identical_curves": same_curves,
+    }
+
+
+def print_report(args: argparse.Namespace, offline: dict[str, Any], online: dict[str, Any]
+                 ) -> None:
+    """The savings table, the wall times and the correlation curve, in markdown."""
+    n_trials, epochs, n_cal = args.trials, args.epochs, args.n_calibration
+    print(f"\n{args.dataset}, {n_trials} trials x {epochs} epochs, calibration on the first "
+          f"{n_cal} ({args.correlation} >= {args.threshold}):\n")
+    print(markdown_table(
+        ["", "label step", "epochs trained", "epochs saved", "held-out Kendall @label",
+         "held-out Spearman @label", "selection regret"],
+        [
+            ["offline replay", offline["label_step"],
+             f"{n_cal * epochs + (n_trials - n_cal) * offline['label_step']} / "
+             f"{n_trials * epochs}", f"{100 * offline['saved_fraction']:.1f}%",
+             fmt(offline["heldout_kendall"]), fmt(offline["heldout_spearman"]),
+             fmt(offline["selection_regret"], ".4f")],
+            ["online (EarlyStoppingPruner)", online["label_step"],
+             f"{online['epochs_trained']} / {n_trials * epochs}",
+             f"{100 * online['saved_fraction']:.1f}%", "", "", ""],
+        ],
+    ))
+    print(f"\nWall time: online {online['wall_s']:.0f} s vs {online['wall_s_full_study']:.0f} s "
+          f"for the NopPruner study (ratio {online['wall_ratio']:.2f}); "
+          f"{online['n_pruned']} trials stopped early; {online['identical_curves']}/{n_trials} "
+          "online curves identical to the full runs' up to where they stopped.")
+    print(f"\nRank correlation with the final accuracy at every epoch "
+          f"(calibration: the pruner's {args.correlation} curve on {n_cal} trials; held-out: "
+          f"{n_trials - n_cal} trials):\n")
+    print(markdown_table(
+        ["epoch", f"calibration {args.correlation}", "held-out Kendall", "held-out Spearman"],
+        [[c["step"], fmt(c["calibration"]), fmt(c["kendall"]), fmt(c["spearman"])]
+         for c in offline["curve"]],
+    ))
+
+
+def trial_records(
+    full_trials: list[FrozenTrial], es_trials: list[FrozenTrial], full_s: list[float],
+    es_s: list[float], epochs: int,
+) -> list[dict[str, Any]]:
+    """One entry per candidate: its full curve and how the online study treated it."""
+    return [
+        {
+            "number": t.number, "params": t.params, "value": t.value,
+            "curve": [t.intermediate_values.get(s) for s in range(1, epochs + 1)],
+            "arch": t.user_attrs.get("arch"), "recipe": t.user_attrs.get("recipe"),
+            "flops": t.user_attrs.get("flops"), "seconds_full": full_s[t.number],
+            "online_state": es_trials[t.number].state.name,
+            "online_epochs": len(es_trials[t.number].intermediate_values),
+            "seconds_online": es_s[t.number],
+        }
+        for t in full_trials
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    n_trials, epochs, n_cal = args.trials, args.epochs, args.n_calibration
     if args.dataset == "digits":
         space = SearchSpace.tiny()
         # Quick mode: a stratified 800 of digits' 1797 images (640 train / 160 val).
-        max_train = args.max_train_samples or (800 if quick else None)
+        max_train = args.max_train_samples or (800 if args.quick else None)
     else:
         space = SearchSpace.cifar(in_channels=1, num_classes=10)
         max_train = args.max_train_samples or 5000
@@ -206,83 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{n_trials} trials x {epochs} epochs, {n_cal} calibration trials", flush=True)
 
     started = time.perf_counter()
-    full_s: list[float] = []
-    es_s: list[float] = []
-    for i in range(n_trials):  # interleaved: a full trial, then the same candidate online
-        start = time.perf_counter()
-        full_study.optimize(objective, n_trials=1)
-        full_s.append(time.perf_counter() - start)
-        es_study.enqueue_trial(full_study.trials[-1].params)
-        start = time.perf_counter()
-        es_study.optimize(objective, n_trials=1)
-        es_s.append(time.perf_counter() - start)
-        t_full, t_es = full_study.trials[-1], es_study.trials[-1]
-        print(f"trial {i:3d}: full {t_full.value:.4f} ({len(t_full.intermediate_values)} ep, "
-              f"{full_s[-1]:.1f} s) | online {t_es.state.name.lower()} at epoch "
-              f"{len(t_es.intermediate_values)} ({es_s[-1]:.1f} s)", flush=True)
-
+    full_s, es_s = run_interleaved(objective, full_study, es_study, n_trials)
     full_trials = full_study.trials
-    es_trials = es_study.trials
     offline = offline_replay(full_trials, n_cal, epochs, pruner_kwargs)
+    online = online_summary(full_trials, es_study, full_s, es_s, epochs)
+    print_report(args, offline, online)
 
-    online_step = get_label_step(es_study)
-    epochs_full = sum(len(t.intermediate_values) for t in full_trials)
-    epochs_es = sum(len(t.intermediate_values) for t in es_trials)
-    same_curves = sum(
-        all(t_es.intermediate_values[s] == t_full.intermediate_values.get(s)
-            for s in t_es.intermediate_values)
-        for t_full, t_es in zip(full_trials, es_trials, strict=True)
-    )
-    online = {
-        "label_step": online_step,
-        "epochs_trained": epochs_es,
-        "epochs_trained_full_study": epochs_full,
-        "saved_fraction": 1 - epochs_es / (n_trials * epochs),
-        "n_pruned": sum(t.state == TrialState.PRUNED for t in es_trials),
-        "wall_s": sum(es_s),
-        "wall_s_full_study": sum(full_s),
-        "wall_ratio": sum(es_s) / sum(full_s),
-        "median_trial_s": statistics.median(es_s),
-        "median_trial_s_full_study": statistics.median(full_s),
-        "identical_curves": same_curves,
-    }
-
-    print(f"\n{args.dataset}, {n_trials} trials x {epochs} epochs, calibration on the first "
-          f"{n_cal} ({args.correlation} >= {args.threshold}):\n")
-    print(markdown_table(
-        ["", "label step", "epochs trained", "epochs saved", "held-out Kendall @label",
-         "held-out Spearman @label", "selection regret"],
-        [
-            ["offline replay", offline["label_step"],
-             f"{n_cal * epochs + (n_trials - n_cal) * offline['label_step']} / "
-             f"{n_trials * epochs}", f"{100 * offline['saved_fraction']:.1f}%",
-             fmt(offline["heldout_kendall"]), fmt(offline["heldout_spearman"]),
-             fmt(offline["selection_regret"], ".4f")],
-            ["online (EarlyStoppingPruner)", online_step,
-             f"{epochs_es} / {n_trials * epochs}", f"{100 * online['saved_fraction']:.1f}%",
-             "", "", ""],
-        ],
-    ))
-    print(f"\nWall time: online {online['wall_s']:.0f} s vs {online['wall_s_full_study']:.0f} s "
-          f"for the NopPruner study (ratio {online['wall_ratio']:.2f}); "
-          f"{online['n_pruned']} trials stopped early; {same_curves}/{n_trials} online curves "
-          "identical to the full runs' up to where they stopped.")
-    print(f"\nRank correlation with the final accuracy at every epoch "
-          f"(calibration: the pruner's {args.correlation} curve on {n_cal} trials; held-out: "
-          f"{n_trials - n_cal} trials):\n")
-    print(markdown_table(
-        ["epoch", f"calibration {args.correlation}", "held-out Kendall", "held-out Spearman"],
-        [[c["step"], fmt(c["calibration"]), fmt(c["kendall"]), fmt(c["spearman"])]
-         for c in offline["curve"]],
-    ))
-
-    out = {
-        "benchmark": "early_stopping",
-        "command": command_line(),
-        "date": utc_now(),
-        "mode": "quick" if quick else "full",
-        "machine": machine_info(args.threads),
-        "git": git_state(),
+    record = {
         "settings": {
             "dataset": args.dataset, "space": "tiny" if args.dataset == "digits" else
             "cifar(in_channels=1, num_classes=10)", "n_trials": n_trials, "epochs": epochs,
@@ -294,22 +325,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_s": time.perf_counter() - started,
         "offline": offline,
         "online": online,
-        "trials": [
-            {
-                "number": t.number, "params": t.params, "value": t.value,
-                "curve": [t.intermediate_values.get(s) for s in range(1, epochs + 1)],
-                "arch": t.user_attrs.get("arch"), "recipe": t.user_attrs.get("recipe"),
-                "flops": t.user_attrs.get("flops"), "seconds_full": full_s[t.number],
-                "online_state": es_trials[t.number].state.name,
-                "online_epochs": len(es_trials[t.number].intermediate_values),
-                "seconds_online": es_s[t.number],
-            }
-            for t in full_trials
-        ],
+        "trials": trial_records(full_trials, es_study.trials, full_s, es_s, epochs),
     }
     suffix = "" if args.dataset == "digits" else f"_{args.dataset.replace('-', '_')}"
     output = args.output or RESULTS_DIR / f"early_stopping{suffix}.json"
-    write_results(output, out)
+    save_results(output, "early_stopping", args, record, git=True)
     return 0
 
 

@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -45,11 +44,12 @@ from scipy.stats import kendalltau
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import RESULTS_DIR, benchmark_parser, write_results  # noqa: E402
 from benchmarks.suite.problems import MACRO_PATH  # noqa: E402
 from optuna_nars.predictor import NARSPredictor, encode_split  # noqa: E402
 from optuna_nars.space import ParamSpace  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "predictor_pretraining.json"
+RESULTS = RESULTS_DIR / "predictor_pretraining.json"
 
 
 @dataclass
@@ -125,6 +125,50 @@ def _n_to_reach(sizes: Sequence[int], taus: Sequence[float], target: float) -> f
     return float(math.exp(math.log(sizes[i - 1]) + frac * math.log(sizes[i] / sizes[i - 1])))
 
 
+def _summary_table(
+    per: dict[str, dict[int, dict[str, list[float]]]], sizes: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Per training-set size, the quartiles of tau and the median MSE of both variants."""
+    table = []
+    for n in sizes:
+        row: dict[str, Any] = {"n": n}
+        for variant in ("pretrained", "scratch"):
+            taus, mses = per[variant][n]["tau"], per[variant][n]["mse"]
+            row[variant] = {
+                "tau_median": float(np.median(taus)),
+                "tau_q25": float(np.quantile(taus, 0.25)),
+                "tau_q75": float(np.quantile(taus, 0.75)),
+                "mse_median": float(np.median(mses)),
+                "taus": taus,
+                "mses": mses,
+            }
+        table.append(row)
+    return table
+
+
+def _samples_to_reach_tau(
+    table: list[dict[str, Any]], sizes: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Training-set sizes at which each variant's median tau reaches a few targets, and their
+    ratio (scratch / pretrained)."""
+    med = {v: [row[v]["tau_median"] for row in table] for v in ("pretrained", "scratch")}
+    lo = min(min(med["pretrained"]), min(med["scratch"]))
+    hi = max(max(med["pretrained"]), max(med["scratch"]))
+    # Targets spread over the range both curves cover, rounded to 0.05.
+    targets = sorted({round(x * 20) / 20 for x in np.linspace(lo, hi, 6)[1:-1]})
+    ratios = []
+    for target in targets:
+        n_pre = _n_to_reach(sizes, med["pretrained"], target)
+        n_scr = _n_to_reach(sizes, med["scratch"], target)
+        ratio = n_scr / n_pre if n_pre is not None and n_scr is not None else None
+        # Reached at the smallest size measured: n is an upper bound, the ratio a lower bound.
+        ratios.append({
+            "tau": target, "n_pretrained": n_pre, "n_scratch": n_scr, "ratio": ratio,
+            "ratio_is_lower_bound": n_pre == sizes[0] and n_scr != sizes[0],
+        })
+    return ratios
+
+
 def run(
     bench: Benchmark,
     sizes: Sequence[int],
@@ -180,35 +224,7 @@ def run(
             f"{per['scratch'][sizes[-1]]['tau'][-1]:.3f} (pretrained vs scratch)"
         )
 
-    table = []
-    for n in sizes:
-        row: dict[str, Any] = {"n": n}
-        for variant in ("pretrained", "scratch"):
-            taus, mses = per[variant][n]["tau"], per[variant][n]["mse"]
-            row[variant] = {
-                "tau_median": float(np.median(taus)),
-                "tau_q25": float(np.quantile(taus, 0.25)),
-                "tau_q75": float(np.quantile(taus, 0.75)),
-                "mse_median": float(np.median(mses)),
-                "taus": taus,
-                "mses": mses,
-            }
-        table.append(row)
-    med = {v: [row[v]["tau_median"] for row in table] for v in ("pretrained", "scratch")}
-    lo = min(min(med["pretrained"]), min(med["scratch"]))
-    hi = max(max(med["pretrained"]), max(med["scratch"]))
-    # Targets spread over the range both curves cover, rounded to 0.05.
-    targets = sorted({round(x * 20) / 20 for x in np.linspace(lo, hi, 6)[1:-1]})
-    ratios = []
-    for target in targets:
-        n_pre = _n_to_reach(sizes, med["pretrained"], target)
-        n_scr = _n_to_reach(sizes, med["scratch"], target)
-        ratio = n_scr / n_pre if n_pre is not None and n_scr is not None else None
-        # Reached at the smallest size measured: n is an upper bound, the ratio a lower bound.
-        ratios.append({
-            "tau": target, "n_pretrained": n_pre, "n_scratch": n_scr, "ratio": ratio,
-            "ratio_is_lower_bound": n_pre == sizes[0] and n_scr != sizes[0],
-        })
+    table = _summary_table(per, sizes)
     return {
         "benchmark": bench.name,
         "n_architectures": n_all,
@@ -218,7 +234,7 @@ def run(
         "seeds": list(seeds),
         "sizes": list(sizes),
         "table": table,
-        "samples_to_reach_tau": ratios,
+        "samples_to_reach_tau": _samples_to_reach_tau(table, sizes),
         "reference": {
             "best_single_proxy_tau_median": float(np.median(proxy_tau)),
             "one_run_vs_mean_tau_median": float(np.median(noise_tau)),
@@ -277,8 +293,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few seeds and sizes (~1-2 min)")
+    parser = benchmark_parser(__doc__, "few seeds and sizes (~1-2 min)")
     parser.add_argument(
         "--benchmarks", nargs="+", choices=("macro", "nb201"), default=None,
         help="which benchmarks (default: both)",
@@ -328,9 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_s": time.perf_counter() - started,
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(out, indent=2))
-    print(f"Wrote {args.output} ({out['wall_s']:.0f} s).")
+    write_results(args.output, out)
     return 0
 
 

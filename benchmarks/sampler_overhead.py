@@ -30,7 +30,6 @@ Results go to ``benchmarks/results/sampler_overhead.json``.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 import sys
@@ -42,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import torch
 from optuna.distributions import BaseDistribution
 from optuna.samplers import BaseSampler
 from optuna.study import Study
@@ -50,13 +48,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import command_line, git_state, machine_info, markdown_table, utc_now, write_results  # noqa: E402
+from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_args, save_results  # noqa: E402
 
 from optuna_nars.cost import count_flops  # noqa: E402
 from optuna_nars.sampler import NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "sampler_overhead.json"
+RESULTS = RESULTS_DIR / "sampler_overhead.json"
 WINDOW_CENTRES = (100, 500, 1000)
 HALF_WINDOW = 10
 
@@ -205,20 +203,14 @@ def ratio(a: float | None, b: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="150 trials, GP 20 (~2 min)")
+    parser = benchmark_parser(__doc__, "150 trials, GP 20 (~2 min)")
     parser.add_argument("--trials", type=int, default=None, help="trials (quick 150, full 1000)")
     parser.add_argument("--gp-trials", type=int, default=None,
                         help="cap on GPSampler's trials (quick 20, full 120)")
     parser.add_argument("--samplers", nargs="+", choices=("nars", "tpe", "gp"),
                         default=["nars", "tpe", "gp"])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output path")
-    args = parser.parse_args(argv)
+    args = parse_run_args(parser, argv, output=RESULTS, quiet_optuna=True)
 
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     quick = args.quick
     n_trials = args.trials or (150 if quick else 1000)
     gp_cap = min(n_trials, args.gp_trials or (20 if quick else 120))
@@ -346,13 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{b['kendall_cv_s']:.3f}"] for b in breakdown],
         ))
 
-    out = {
-        "benchmark": "sampler_overhead",
-        "command": command_line(),
-        "date": utc_now(),
-        "mode": "quick" if quick else "full",
-        "machine": machine_info(args.threads),
-        "git": git_state(),
+    record = {
         "settings": {"n_trials": n_trials, "gp_trials": gp_cap, "seed": args.seed,
                      "space": "SearchSpace.tiny()", "n_params": len(space.names),
                      "storage": "InMemoryStorage", "samplers": names},
@@ -361,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "nars": refit_info,
         "per_trial_seconds": per_trial,
     }
-    write_results(args.output, out)
+    save_results(args.output, "sampler_overhead", args, record, git=True)
     return 0
 
 

@@ -23,7 +23,6 @@ Results go to ``benchmarks/results/throughput.json``.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -39,18 +38,17 @@ from torchvision.models._utils import _make_divisible
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_args, save_results  # noqa: E402
 
 from optuna_nars.candidate import Architecture, StageArch  # noqa: E402
 from optuna_nars.cost import count_flops, count_params  # noqa: E402
 from optuna_nars.models import build_model  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parent / "results" / "throughput.json"
+RESULTS = RESULTS_DIR / "throughput.json"
 MV2_STAGES = (
     (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
     (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
 )
-from _common import command_line, machine_info, markdown_table, utc_now, write_results  # noqa: E402
-
 NUM_CLASSES = 1000
 DROPOUT = 0.2  # torchvision's MobileNetV2 classifier dropout
 
@@ -170,9 +168,38 @@ def run_setting(
     }
 
 
+def profile_networks(
+    width: float, resolution: int, batch: int, channels_last: bool
+) -> dict[str, Any]:
+    """Profile one training step of each network at one setting, and print the breakdown."""
+    models = make_models(width, resolution, channels_last)
+    x = torch.randn(batch, 3, resolution, resolution)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, NUM_CLASSES, (batch,))
+    profile: dict[str, Any] = {"width": width, "resolution": resolution, "ops": {},
+                               "modules": {}}
+    for name, model in models.items():
+        profile["ops"][name] = profile_step(Stepper(model, x, y), top=15)
+        profile["modules"][name] = module_counts(model)
+        print(f"\nProfile of one training step, {name} (width {width}, input {resolution}):\n")
+        print(markdown_table(
+            ["op", "calls", "self CPU (ms)"],
+            [[e["op"], e["calls"], f"{e['self_cpu_ms']:.1f}"]
+             for e in profile["ops"][name]],
+        ))
+    print("\nModule counts:\n")
+    kinds = sorted(set(profile["modules"]["ours"]) | set(profile["modules"]["torchvision"]))
+    print(markdown_table(
+        ["module", "ours", "torchvision"],
+        [[k, profile["modules"]["ours"].get(k, 0), profile["modules"]["torchvision"].get(k, 0)]
+         for k in kinds],
+    ))
+    return profile
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="two small settings (~1 min)")
+    parser = benchmark_parser(__doc__, "two small settings (~1 min)")
     parser.add_argument("--widths", type=float, nargs="+", default=None)
     parser.add_argument("--resolutions", type=int, nargs="+", default=None)
     parser.add_argument("--batch", type=int, default=32, help="training batch size")
@@ -181,13 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps per network")
     parser.add_argument("--memory-format", choices=("channels_last", "contiguous"),
                         default="channels_last", help="the same for both networks")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--profile", action="store_true",
                         help="torch.profiler breakdown of one step of each at the first setting")
-    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output path")
-    args = parser.parse_args(argv)
+    args = parse_run_args(parser, argv, output=RESULTS, seed=False)
 
-    torch.set_num_threads(args.threads)
     quick = args.quick
     widths = args.widths or [0.5, 1.0]
     resolutions = args.resolutions or ([96] if quick else [96, 128, 160, 224])
@@ -220,38 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not all(r["params_match"] for r in results):
         print("WARNING: parameter counts differ; the architectures do not match.")
 
-    profile: dict[str, Any] | None = None
-    if args.profile:
-        width, resolution = widths[0], resolutions[0]
-        models = make_models(width, resolution, channels_last)
-        x = torch.randn(args.batch, 3, resolution, resolution)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, NUM_CLASSES, (args.batch,))
-        profile = {"width": width, "resolution": resolution, "ops": {}, "modules": {}}
-        for name, model in models.items():
-            profile["ops"][name] = profile_step(Stepper(model, x, y), top=15)
-            profile["modules"][name] = module_counts(model)
-            print(f"\nProfile of one training step, {name} (width {width}, input {resolution}):\n")
-            print(markdown_table(
-                ["op", "calls", "self CPU (ms)"],
-                [[e["op"], e["calls"], f"{e['self_cpu_ms']:.1f}"]
-                 for e in profile["ops"][name]],
-            ))
-        print("\nModule counts:\n")
-        kinds = sorted(set(profile["modules"]["ours"]) | set(profile["modules"]["torchvision"]))
-        print(markdown_table(
-            ["module", "ours", "torchvision"],
-            [[k, profile["modules"]["ours"].get(k, 0), profile["modules"]["torchvision"].get(k, 0)]
-             for k in kinds],
-        ))
+    profile = (profile_networks(widths[0], resolutions[0], args.batch, channels_last)
+               if args.profile else None)
 
-    out = {
-        "benchmark": "throughput",
-        "command": command_line(),
-        "date": utc_now(),
-        "mode": "quick" if quick else "full",
-        "machine": machine_info(args.threads),
+    record = {
         "settings": {"batch": args.batch, "reps": reps, "steps": args.steps,
                      "warmup": args.warmup, "memory_format": args.memory_format,
                      "optimizer": "SGD(lr=0.01, momentum=0.9)", "num_classes": NUM_CLASSES},
@@ -259,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": results,
         "profile": profile,
     }
-    write_results(args.output, out)
+    save_results(args.output, "throughput", args, record)
     return 0
 
 

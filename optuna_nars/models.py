@@ -26,6 +26,7 @@ _ACTIVATION_LAYERS: dict[str, Callable[..., nn.Module]] = {
 
 
 def activation_layer(name: str) -> Callable[..., nn.Module]:
+    """The ``torch.nn`` activation class of an activation name (``"relu"``, ``"hswish"``, ...)."""
     try:
         return _ACTIVATION_LAYERS[name]
     except KeyError:

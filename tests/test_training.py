@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import TensorDataset
 
-import optuna_nars.training as training
+import optuna_nars.training.trainer as training
 from optuna_nars import Architecture, Candidate, Recipe, RecipeSpec, SearchSpace
 from optuna_nars.cost import count_flops, count_params
 from optuna_nars.data import DataSplits, load_dataset
