@@ -65,7 +65,7 @@ from optuna_nars.pruner import (  # noqa: E402
     EarlyStoppingPruner,
     get_label_step,
 )
-from optuna_nars.sampler import NARSSampler  # noqa: E402
+from optuna_nars.samplers import NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 from optuna_nars.training import ClassificationObjective  # noqa: E402
 

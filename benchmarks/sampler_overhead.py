@@ -13,8 +13,8 @@ Reported: the median (and mean, which includes the predictor refits that land on
 (trials 90-110, 490-510, 990-1010), the ratios NARS/TPE and NARS/GP there, and every NARS
 predictor refit's wall time against its number of labels, with the slope of log(time) on
 log(labels) (1 = linear growth). NARSSampler runs with its defaults (``NARSSampler(space,
-seed=0)``); refits are timed by a subclass that only adds timers around ``_fit``, ``_pretrained``
-and ``_evolve``.
+seed=0)``); its refits, pretraining and genetic searches are read from its own per-process record,
+``NARSSampler.timings``.
 
 GPSampler costs seconds per trial on this 24-parameter space (and falls back to sequential
 L-BFGS-B without the ``greenlet`` package), so it is capped (``--gp-trials``; quick 20, full 120)
@@ -51,7 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_args, save_results  # noqa: E402
 
 from optuna_nars.cost import count_flops  # noqa: E402
-from optuna_nars.sampler import NARSSampler  # noqa: E402
+from optuna_nars.labels import trial_labels  # noqa: E402
+from optuna_nars.predictor import NARSPredictor, encode_split, proxy_targets  # noqa: E402
+from optuna_nars.samplers import NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 
 RESULTS = RESULTS_DIR / "sampler_overhead.json"
@@ -109,65 +111,55 @@ class TimedSampler(BaseSampler):
         self.inner.reseed_rng()
 
 
-class InstrumentedNARS(NARSSampler):
-    """NARSSampler with timers around its predictor refits, pretraining and genetic search."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.refits: list[dict[str, float]] = []
-        self.pretrain_s: float | None = None
-        self.evolve_s: list[dict[str, float]] = []
-
-    def _pretrained(self, ctx: Any) -> Any:
-        if ctx.pretrained is not None:
-            return ctx.pretrained
-        start = time.perf_counter()
-        out = super()._pretrained(ctx)
-        self.pretrain_s = time.perf_counter() - start
-        return out
-
-    def _fit(self, ctx: Any, numbers: list[int], x: np.ndarray, y: np.ndarray) -> Any:
-        if tuple(numbers) in ctx.fits:
-            return super()._fit(ctx, numbers, x, y)
-        pretrained = ctx.pretrained is not None
-        start = time.perf_counter()
-        fit = super()._fit(ctx, numbers, x, y)
-        seconds = time.perf_counter() - start
-        if not pretrained and self.pretrain_s is not None:
-            seconds -= self.pretrain_s  # the first refit pretrains the encoder: timed apart
-        self.refits.append({"n_labels": len(numbers), "seconds": seconds})
-        return fit
-
-    def _evolve(self, ctx: Any, fit: Any, x: np.ndarray, y: np.ndarray, feasible: Any) -> Any:
-        start = time.perf_counter()
-        out = super()._evolve(ctx, fit, x, y, feasible)
-        self.evolve_s.append({"n_labels": len(y), "seconds": time.perf_counter() - start})
-        return out
+# What NARSSampler(space, seed=seed) uses with its defaults, rebuilt by refit_breakdown.
+POOL_SIZE = 20_000
+N_PRETRAIN = 2_000
 
 
-def refit_breakdown(nars: NARSSampler, study: Study, seed: int) -> list[dict[str, float]]:
+def timing_records(
+    nars: NARSSampler,
+) -> tuple[list[dict[str, float]], float | None, list[dict[str, float]]]:
+    """``(refits, pretrain_s, evolve)`` from ``nars.timings``: each refit's and each genetic
+    search's labels and seconds, and the (last) encoder pretraining's seconds."""
+    records: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for t in nars.timings:
+        records[t.step].append({"n_labels": t.n_labels, "seconds": t.seconds})
+    pretrain_s = records["pretrain"][-1]["seconds"] if records["pretrain"] else None
+    return records["refit"], pretrain_s, records["genetic_search"]
+
+
+def refit_breakdown(space: SearchSpace, study: Study, seed: int) -> list[dict[str, float]]:
     """Re-run the parts of a refit (fit, pool prediction, cross-validated Kendall tau) apart.
 
-    Uses the sampler's internals (its context, labels and pretrained encoder) read-only.
+    Rebuilds what ``NARSSampler(space, seed=seed)`` fits from public parts: the labelled
+    trials' rows, a predictor pretrained on the cost model of the same random architectures (so
+    :meth:`NARSPredictor.pretrain`'s cache serves it without training again) and the pool.
     """
-    ctx = next(iter(nars._contexts.values()))
-    rows, _, trials = nars._rows_and_claims(study, ctx, exclude=None)
-    numbers, x, y = nars._labels(study, trials, rows)
+    labels = trial_labels(study)
+    numbers = sorted(n for n, y in labels.items() if math.isfinite(y))
+    params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
+    x = space.params_to_values([params[n] for n in numbers])
+    y = np.array([labels[n] for n in numbers], dtype=float)
+    sample = space.sample_values(N_PRETRAIN, seed=seed + 1, method="random")
+    pretrained = NARSPredictor(seed=seed).pretrain(
+        encode_split(space.param_space, sample)[0], proxy_targets(space, sample)
+    )
+    pool = space.sample_values(POOL_SIZE, seed=seed)
     out = []
     for k in sorted({n for n in (10, 100, 300, 1000) if n <= len(numbers)}):
-        predictor = nars._pretrained(ctx).clone(seed=seed + k)
-        arch_x, recipe_x = nars._split(ctx, x[:k])
+        predictor = pretrained.clone(seed=seed + k)
+        arch_x, recipe_x = encode_split(space.param_space, x[:k])
         start = time.perf_counter()
         predictor.fit(arch_x, recipe_x, y[:k])
         fit_s = time.perf_counter() - start
         start = time.perf_counter()
-        predictor.predict(*nars._split(ctx, ctx.pool))
+        predictor.predict(*encode_split(space.param_space, pool))
         predict_s = time.perf_counter() - start
         start = time.perf_counter()
         predictor.kendall_tau_cv(arch_x, recipe_x, y[:k], k=5)
         cv_s = time.perf_counter() - start
         out.append({"n_labels": k, "fit_s": fit_s, "predict_pool_s": predict_s,
-                    "kendall_cv_s": cv_s, "pool_size": len(ctx.pool)})
+                    "kendall_cv_s": cv_s, "pool_size": len(pool)})
     return out
 
 
@@ -217,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     space = SearchSpace.tiny()
     objective = make_objective(space)
 
-    nars = InstrumentedNARS(space, seed=args.seed)
+    nars = NARSSampler(space, seed=args.seed)
     inner: dict[str, BaseSampler] = {
         "nars": nars,
         "tpe": optuna.samplers.TPESampler(seed=args.seed),
@@ -300,7 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     refit_info: dict[str, Any] = {}
     if "nars" in names:
-        refits = nars.refits
+        refits, pretrain_s, evolve_s = timing_records(nars)
         n = [r["n_labels"] for r in refits]
         sec = [r["seconds"] for r in refits]
         slope_all = log_log_slope(n, sec)
@@ -308,17 +300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         slope_big = log_log_slope([a for a, _ in big], [b for _, b in big])
         refit_info = {
             "refits": refits,
-            "pretrain_s": nars.pretrain_s,
-            "evolve": nars.evolve_s,
+            "pretrain_s": pretrain_s,
+            "evolve": evolve_s,
             "log_log_slope": slope_all,
             "log_log_slope_n_ge_100": slope_big,
         }
         shown = refits if len(refits) <= 12 else [
             refits[i] for i in np.unique(np.linspace(0, len(refits) - 1, 12).astype(int))
         ]
-        evolve = {e["n_labels"]: e["seconds"] for e in nars.evolve_s}
+        evolve = {e["n_labels"]: e["seconds"] for e in evolve_s}
         print(f"\nNARS predictor refits ({len(refits)}; encoder pretraining once: "
-              f"{nars.pretrain_s or 0.0:.2f} s, not included):\n")
+              f"{pretrain_s or 0.0:.2f} s, not included):\n")
         print(markdown_table(
             ["labels", "refit (s)", "genetic search (s)"],
             [[r["n_labels"], f"{r['seconds']:.3f}",
@@ -329,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         text_big = "-" if slope_big is None else f"{slope_big:.2f}"
         print(f"\nlog-log slope of refit time on labels: {text} over all refits, {text_big} over "
               "refits with >= 100 labels (1.0 = linear).")
-        breakdown = refit_breakdown(nars, studies["nars"], args.seed)
+        breakdown = refit_breakdown(space, studies["nars"], args.seed)
         refit_info["breakdown"] = breakdown
         print("\nWhere a refit's time goes (one refit re-run at several label counts):\n")
         print(markdown_table(

@@ -26,7 +26,7 @@ from optuna_nars.cost import space_costs
 from optuna_nars.dashboard import DashboardCallback, DashboardObjective
 from optuna_nars.export import save_study_space
 from optuna_nars.pruner import EarlyStoppingPruner, trial_labels
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 from optuna_nars.training import ClassificationObjective
 
 

@@ -14,7 +14,7 @@ import optuna
 
 from optuna_nars import SearchSpace
 from optuna_nars.pruner import EarlyStoppingPruner, trial_labels
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 from optuna_nars.training import ClassificationObjective
 
 

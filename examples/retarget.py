@@ -23,7 +23,7 @@ from optuna_nars.cli import main as cli_main
 from optuna_nars.cost import space_costs
 from optuna_nars.export import load_search_settings, load_study_space
 from optuna_nars.pruner import trial_labels
-from optuna_nars.sampler import NARSSampler, Proposal
+from optuna_nars.samplers import NARSSampler, Proposal
 
 
 def main(argv: list[str] | None = None) -> dict[float, list[Proposal]]:

@@ -30,9 +30,9 @@ _EXPORTS = {
     "space_costs": "optuna_nars.cost",
     "build_model": "optuna_nars.models",
     "NARSPredictor": "optuna_nars.predictor",
-    "NARSSampler": "optuna_nars.sampler",
-    "Proposal": "optuna_nars.sampler",
-    "StagePlan": "optuna_nars.sampler",
+    "NARSSampler": "optuna_nars.samplers",
+    "Proposal": "optuna_nars.samplers",
+    "StagePlan": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
     "get_label_step": "optuna_nars.labels",
     "trial_labels": "optuna_nars.labels",
@@ -106,7 +106,7 @@ if TYPE_CHECKING:
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner
     from optuna_nars.retarget import retarget
-    from optuna_nars.sampler import NARSSampler, Proposal, StagePlan
+    from optuna_nars.samplers import NARSSampler, Proposal, StagePlan
     from optuna_nars.space import (
         Choice,
         FloatRange,

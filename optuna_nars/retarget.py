@@ -9,7 +9,7 @@ import optuna
 
 from optuna_nars._keys import PREDICTOR_QUALITY_KEY
 from optuna_nars.labels import get_label_step, trial_labels
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 from optuna_nars.space import SearchSpace
 
 __all__ = ["retarget"]

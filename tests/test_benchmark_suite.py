@@ -21,7 +21,7 @@ from benchmarks.suite.problems import (
 )
 from benchmarks.suite.report import ProblemRuns, ranks_at, summarize
 from benchmarks.suite.runner import make_sampler, run_study
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 
 
 def _toy(direction: str = "maximize") -> TabularProblem:

@@ -28,7 +28,7 @@ from optuna_nars.export import (
 )
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.pruner import trial_labels
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 from optuna_nars.training import train_candidate
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -34,7 +34,7 @@ from optuna_nars.dashboard.figures import pareto_front as _pareto
 from optuna_nars.export import load_study_space
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.pruner import EarlyStoppingPruner, get_label_step
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -13,7 +13,7 @@ import pytest
 from optuna_nars import SearchSpace
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.pruner import LABEL_STEP_KEY, EarlyStoppingPruner, get_label_step, trial_labels
-from optuna_nars.sampler import NARSSampler
+from optuna_nars.samplers import NARSSampler
 from optuna_nars.training import ClassificationObjective
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -21,7 +21,7 @@ from optuna.testing.pytest_samplers import (
 from optuna_nars import SearchSpace
 from optuna_nars.cost import count_flops, space_costs
 from optuna_nars.predictor import NARSPredictor
-from optuna_nars.sampler import PREDICTOR_QUALITY_KEY, NARSSampler
+from optuna_nars.samplers import PREDICTOR_QUALITY_KEY, NARSSampler
 
 FAST = dict(n_members=2, frozen_epochs=10, finetune_epochs=10, pretrain_epochs=10)
 

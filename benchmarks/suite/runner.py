@@ -39,7 +39,7 @@ from optuna.samplers import (
 from optuna.trial import TrialState
 
 from benchmarks.suite.problems import Problem, get_problem
-from optuna_nars.sampler import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY, NARSSampler
+from optuna_nars.samplers import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY, NARSSampler
 
 # Each sampler: its class and the constructor arguments the suite gives it for a problem (the
 # seed and any command-line overrides come on top).

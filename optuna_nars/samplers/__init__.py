@@ -1,0 +1,27 @@
+"""optuna-nars's samplers, modelled on Optuna's ``optuna.samplers``: one ground, one package
+per family.
+
+* ``_base``: :class:`BaseNASSampler <optuna_nars.samplers._base.BaseNASSampler>`, what every
+  sampler of ours stands on: the relative search space, the study read as rows of a values
+  matrix (``_context``), claims written to the storage before a proposal is returned so that
+  concurrent workers skip it (``_claims``), resource constraints enforced before a trial
+  (``_constraints``), the independent-sampling fallback, pickling.
+* ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
+
+Also here: the trial and study attribute names the samplers write (from
+:mod:`optuna_nars._keys`), for reading them back.
+"""
+
+from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
+
+__all__ = [
+    "PREDICTED_KEY",
+    "PREDICTED_STD_KEY",
+    "PREDICTOR_QUALITY_KEY",
+    "STAGE_KEY",
+    "NARSSampler",
+    "Proposal",
+    "StagePlan",
+    "Timing",
+]

@@ -1,0 +1,280 @@
+"""The ground every optuna-nars sampler stands on: claims in the storage, rows of a space.
+
+:class:`BaseNASSampler` owns everything but the search strategy: the relative search space (a
+:class:`~optuna_nars.SearchSpace`, a dict of distributions, or inferred from the study), a
+:class:`~optuna_nars.samplers._context.SpaceContext` per space, the study read as rows, the
+claim written to the running trial *before* it is returned (so that concurrent workers skip it
+and a fresh process continues where the study stands), the check for a rival claim, the
+independent-sampling fallback, pickling, and the refusal of multi-objective studies.
+
+A subclass supplies :meth:`BaseNASSampler._propose` (a :class:`Claim` for a trial, given the
+context and the study's rows) and, for per-space state, a context subclass
+(``_context_class``) filled in by :meth:`BaseNASSampler._prepare_context`. Its ``__init__``
+calls ``super().__init__(...)`` first and :meth:`BaseNASSampler._complete_init` last.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers._base import _INDEPENDENT_SAMPLING_WARNING_TEMPLATE
+from optuna.search_space import IntersectionSearchSpace
+from optuna.study import Study
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_nars._keys import Stage
+from optuna_nars.samplers._claims import Claim, has_rival, write_claim
+from optuna_nars.samplers._constraints import (
+    Constraints,
+    Metrics,
+    ProxyMetrics,
+    check_constraints,
+    cost_metrics,
+    proxy_metrics_function,
+    violation_function,
+)
+from optuna_nars.samplers._context import RowKey, SpaceContext, StudyRows, read_rows, row_key
+from optuna_nars.space import ParamSpace, SearchSpace
+
+__all__ = ["BaseNASSampler"]
+
+_logger = optuna.logging.get_logger("optuna." + __name__)
+
+# Of two workers claiming the same row at once, at least one sees the other: bounded retries.
+_MAX_RIVAL_RETRIES = 32
+
+
+class BaseNASSampler(BaseSampler):
+    """Base of optuna-nars's samplers: see the module docstring for the contract.
+
+    Args:
+        search_space: A :class:`~optuna_nars.SearchSpace`, a dict of Optuna distributions, or
+            ``None`` to infer the space from the study as Optuna's samplers do.
+        constraints: Budgets enforced before a trial (see
+            :mod:`optuna_nars.samplers._constraints`); recorded as Optuna constraints.
+        proxy_metrics: For a generic space, ``params -> {name: value}`` of free statistics.
+        architecture_params: For a generic space, the parameters describing the architecture.
+        seed: The seed of everything the subclass derives; random when ``None``.
+        independent_sampler: Sampler for parameters outside the relative space.
+        warn_independent_sampling: Warn when a parameter falls back to independent sampling.
+    """
+
+    _context_class: ClassVar[type[SpaceContext]] = SpaceContext
+    # Per-process state, rebuilt rather than pickled.
+    _runtime_attrs: ClassVar[tuple[str, ...]] = ("_lock", "_contexts", "_inferer")
+
+    def __init__(
+        self,
+        search_space: SearchSpace | Mapping[str, BaseDistribution] | None,
+        *,
+        constraints: Constraints | None,
+        proxy_metrics: ProxyMetrics | None,
+        architecture_params: Collection[str] | None,
+        seed: int | None,
+        independent_sampler: BaseSampler | None,
+        warn_independent_sampling: bool,
+    ) -> None:
+        if search_space is not None and not isinstance(search_space, (SearchSpace, Mapping)):
+            raise ValueError(
+                "search_space must be a SearchSpace, a dict of Optuna distributions or None, "
+                f"got {type(search_space).__name__}."
+            )
+        if isinstance(search_space, Mapping):
+            bad = [k for k, d in search_space.items() if not isinstance(d, BaseDistribution)]
+            if bad:
+                raise ValueError(f"search_space values must be Optuna distributions: {bad}.")
+        self._space = search_space
+        self._constraints = constraints
+        self._proxy_metrics = proxy_metrics
+        self._architecture_params = (
+            None if architecture_params is None else frozenset(architecture_params)
+        )
+        self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
+        self._independent_sampler = independent_sampler or RandomSampler(seed=self._seed)
+        self._warn_independent_sampling = warn_independent_sampling
+
+    def _complete_init(self) -> None:
+        """Check the constraints and set up the runtime state; with a SearchSpace, build its
+        context now, so that a budget no candidate meets fails in the constructor."""
+        check_constraints(self._constraints, self._space, self._proxy_metrics)
+        self._init_runtime()
+        if isinstance(self._space, SearchSpace):
+            self._context(self._space.distributions())
+
+    @property
+    def constraints(self) -> Constraints | None:
+        """The budget the sampler enforces before every trial (as given to the constructor)."""
+        return self._constraints
+
+    # ---- per-process state -----------------------------------------------------------------
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.RLock()
+        self._contexts: dict[tuple, SpaceContext] = {}
+        self._inferer = IntersectionSearchSpace(include_pruned=True)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        for key in self._runtime_attrs:
+            del state[key]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def reseed_rng(self) -> None:
+        # What is derived from ``seed`` stays on it so that every worker shares it; only the
+        # fallback sampler's stream is reseeded.
+        self._independent_sampler.reseed_rng()
+
+    # ---- the search space ------------------------------------------------------------------
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        self._raise_error_if_multi_objective(study)
+        return self._relative_space(study)
+
+    def _relative_space(self, study: Study) -> dict[str, BaseDistribution]:
+        if isinstance(self._space, SearchSpace):
+            return self._space.distributions()
+        if self._space is not None:
+            return dict(self._space)
+        return {
+            name: dist
+            for name, dist in self._inferer.calculate(study).items()
+            if not dist.single()
+        }
+
+    def _context(self, search_space: Mapping[str, BaseDistribution]) -> SpaceContext:
+        """The context of ``search_space`` under the sampler's constraints (built once)."""
+        key = tuple(sorted((name, repr(dist)) for name, dist in search_space.items()))
+        with self._lock:
+            ctx = self._contexts.get(key)
+            if ctx is None:
+                ctx = self._make_context(search_space, self._constraints)
+                self._contexts[key] = ctx
+            return ctx
+
+    def _make_context(
+        self, search_space: Mapping[str, BaseDistribution], constraints: Constraints | None
+    ) -> SpaceContext:
+        """A fresh context of ``search_space`` under ``constraints``."""
+        space = self._space if isinstance(self._space, SearchSpace) else None
+        metrics: Metrics | None = None
+        if space is not None and dict(search_space) == space.distributions():
+            param_space = space.param_space
+            metrics = cost_metrics(space)
+        else:
+            space = None  # the cost model only knows its own space
+            arch = self._architecture_params
+            param_space = ParamSpace.from_distributions(
+                search_space, None if arch is None else arch & set(search_space)
+            )
+            if self._proxy_metrics is not None:
+                metrics = proxy_metrics_function(param_space, self._proxy_metrics)
+        names, violations = violation_function(param_space, space, metrics, constraints)
+        ctx = self._context_class(param_space, space, names, violations, metrics)
+        self._prepare_context(ctx, constraints)
+        return ctx
+
+    def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
+        """Fill in a subclass's per-space state of a new context (nothing by default)."""
+
+    # ---- sampling --------------------------------------------------------------------------
+
+    def _propose(
+        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, rows: StudyRows
+    ) -> Claim:
+        """The row to claim for ``trial``: feasible, and not in ``rows.claimed``, unless the
+        feasible space is exhausted (then with ``Stage.REPEAT``)."""
+        raise NotImplementedError
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._raise_error_if_multi_objective(study)
+        if not search_space:
+            return {}
+        ctx = self._context(search_space)
+        with self._lock:  # threads of one process: one claim at a time
+            lost: set[RowKey] = set()
+            claim = self._claim(study, trial, ctx, lost)
+            # Processes: claims are written before they are checked, so of two workers claiming
+            # the same candidate at once, at least the later writer sees the other on re-reading
+            # the storage; whoever sees a rival chooses again (at worst both move).
+            for _ in range(_MAX_RIVAL_RETRIES):
+                if claim.stage == Stage.REPEAT or not has_rival(study, trial, ctx, claim.row):
+                    break
+                lost.add(row_key(claim.row))
+                claim = self._claim(study, trial, ctx, lost)
+        params = ctx.param_space.values_to_params(claim.row)[0]
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        return {k: v for k, v in params.items() if k not in fixed}
+
+    def _claim(
+        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, lost: set[RowKey]
+    ) -> Claim:
+        """Propose a row that no other trial holds (nor one of ``lost``) and write the claim."""
+        rows = read_rows(study, ctx, exclude=trial.number)
+        rows.claimed |= lost
+        claim = self._propose(study, trial, ctx, rows)
+        write_claim(study, trial, ctx, claim)
+        return claim
+
+    def _random_feasible_row(
+        self, ctx: SpaceContext, trial_number: int, claimed: set[RowKey]
+    ) -> np.ndarray | None:
+        """A fresh feasible random row not in ``claimed`` (a few thousand tries), or ``None``."""
+        rng = np.random.default_rng([self._seed, trial_number])
+        for _ in range(4):
+            candidates = ctx.param_space.sample_values(
+                1024, seed=int(rng.integers(2**31)), method="random"
+            )
+            for row in candidates[ctx.feasible(candidates)]:
+                if row_key(row) not in claimed:
+                    return row
+        return None
+
+    # ---- parameters outside the relative space ---------------------------------------------
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        self._raise_error_if_multi_objective(study)
+        if self._warn_independent_sampling and trial.number > 0:
+            _logger.warning(
+                _INDEPENDENT_SAMPLING_WARNING_TEMPLATE.format(
+                    param_name=param_name,
+                    trial_number=trial.number,
+                    independent_sampler_name=self._independent_sampler.__class__.__name__,
+                    sampler_name=self.__class__.__name__,
+                    fallback_reason="the parameter is outside the sampler's search space",
+                )
+            )
+        return self._independent_sampler.sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._independent_sampler.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent_sampler.after_trial(study, trial, state, values)

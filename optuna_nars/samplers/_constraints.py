@@ -1,0 +1,165 @@
+"""Resource constraints, enforced before a trial: validation, metrics and violations.
+
+A budget is a mapping ``{"flops": 5e6, "params": 1e5}`` (measured by a
+:class:`~optuna_nars.SearchSpace`'s cost model, or naming outputs of ``proxy_metrics`` for a
+generic space) or a callable ``params -> sequence of floats``. Either way it becomes a
+*violation function*: values matrix ``(n, d)`` -> ``(n, m)``, ``<= 0`` feasible, Optuna's
+``trial.set_constraint`` convention.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from optuna_nars.cost import METRICS, constraint_violations, space_costs
+from optuna_nars.space import ParamSpace, SearchSpace
+
+__all__ = [
+    "Constraints",
+    "Metrics",
+    "ProxyMetrics",
+    "ViolationFunction",
+    "check_constraints",
+    "cost_metrics",
+    "infeasible_message",
+    "proxy_metrics_function",
+    "violation_function",
+]
+
+Constraints = Mapping[str, float] | Callable[[dict[str, Any]], Sequence[float]]
+ProxyMetrics = Callable[[dict[str, Any]], Mapping[str, float]]
+Metrics = Callable[[np.ndarray], dict[str, np.ndarray]]  # values matrix -> {name: (n,)}
+ViolationFunction = Callable[[np.ndarray], np.ndarray]  # values matrix -> (n, m)
+
+
+def check_constraints(
+    constraints: Constraints | None,
+    space: SearchSpace | Mapping[str, Any] | None,
+    proxy_metrics: ProxyMetrics | None,
+) -> None:
+    """Reject a budget that cannot be measured, before any trial runs.
+
+    Raises:
+        ValueError: If ``constraints`` is neither a mapping nor a callable, a limit is not a
+            finite number, or a name is unknown to the cost model (or there is none).
+    """
+    if constraints is None or callable(constraints):
+        return
+    if not isinstance(constraints, Mapping):
+        raise ValueError(
+            "constraints must be a mapping like {'flops': 5e6} or a callable "
+            f"params -> sequence of floats, got {type(constraints).__name__}."
+        )
+    for name, limit in constraints.items():
+        if not isinstance(limit, (int, float)) or not math.isfinite(limit):
+            raise ValueError(f"constraints[{name!r}] must be a finite number, got {limit!r}.")
+    if isinstance(space, SearchSpace):
+        unknown = set(constraints) - set(METRICS)
+        if unknown:
+            raise ValueError(
+                f"Unknown constraint(s) {sorted(unknown)}: with a SearchSpace the cost model "
+                f"knows {list(METRICS)}; pass a callable for anything else."
+            )
+    elif proxy_metrics is None:
+        raise ValueError(
+            "Budget constraints by name need a SearchSpace (for its cost model) or "
+            "proxy_metrics returning those names; otherwise pass a callable constraint."
+        )
+
+
+def cost_metrics(space: SearchSpace) -> Metrics:
+    """The cost model's metrics (:data:`~optuna_nars.cost.METRICS`) of a values matrix."""
+
+    def metrics(values: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: v.astype(float) for k, v in space_costs(space, values).items()}
+
+    return metrics
+
+
+def proxy_metrics_function(param_space: ParamSpace, proxy: ProxyMetrics) -> Metrics:
+    """``proxy`` (``params -> {name: value}``) applied to every row of a values matrix."""
+
+    def metrics(values: np.ndarray) -> dict[str, np.ndarray]:
+        rows = [dict(proxy(params)) for params in param_space.values_to_params(values)]
+        names = sorted(rows[0]) if rows else []
+        return {n: np.array([float(r[n]) for r in rows]) for n in names}
+
+    return metrics
+
+
+def violation_function(
+    param_space: ParamSpace,
+    space: SearchSpace | None,
+    metrics: Metrics | None,
+    constraints: Constraints | None,
+) -> tuple[list[str], ViolationFunction]:
+    """The constraint names (one per column) and the violation function of ``constraints``:
+    a callable is one column ``"constraint"`` per value it returns (named once); a mapping is
+    ``cost - limit`` per name, sorted, from the cost model of ``space`` or else ``metrics``."""
+    if constraints is None:
+        return [], lambda values: np.zeros((len(values), 0))
+    if callable(constraints):
+        fn = constraints
+
+        def call(values: np.ndarray) -> np.ndarray:
+            rows = [list(map(float, fn(p))) for p in param_space.values_to_params(values)]
+            return np.array(rows, dtype=float).reshape(len(values), -1)
+
+        return ["constraint"], call
+    limits = dict(constraints)
+    names = sorted(limits)
+    if space is not None:
+
+        def budget(values: np.ndarray) -> np.ndarray:
+            v = constraint_violations(space, values, limits)
+            return np.column_stack([v[n] for n in names]).astype(float)
+
+        return names, budget
+    assert metrics is not None
+
+    def budget_from_metrics(values: np.ndarray) -> np.ndarray:
+        m = metrics(values)
+        missing = set(names) - set(m)
+        if missing:
+            raise ValueError(
+                f"constraints name {sorted(missing)} but proxy_metrics returns {sorted(m)}."
+            )
+        return np.column_stack([m[n] - limits[n] for n in names])
+
+    return names, budget_from_metrics
+
+
+def infeasible_message(
+    names: Sequence[str], violations: np.ndarray, constraints: Constraints | None
+) -> str:
+    """Why no candidate of a sample meets the constraints, and how far the best one is.
+
+    Args:
+        names: The constraint names (columns of ``violations``).
+        violations: The sample's violations, ``(n, m)``, none of its rows feasible.
+        constraints: The constraints as given (a mapping's limits are quoted).
+    """
+    v = violations
+    lines = [f"No candidate among {len(v)} sampled from the search space meets the "
+             "constraints."]
+    if isinstance(constraints, Mapping):
+        for j, name in enumerate(names):
+            limit = float(constraints[name])
+            best = float(v[:, j].min()) + limit
+            if best > limit:
+                lines.append(
+                    f"{name} <= {limit:.4g}: the cheapest candidate needs {best:.4g} "
+                    f"({best / limit:.2f}x the budget); raise the budget or shrink the space."
+                )
+    else:
+        worst = v.max(axis=0) if len(v) else []
+        for j, _ in enumerate(worst):
+            lines.append(
+                f"constraint #{j}: the smallest value found is {float(v[:, j].min()):.4g} "
+                "(<= 0 is feasible)."
+            )
+    return " ".join(lines)

@@ -1,0 +1,16 @@
+"""NARSSampler, FBNetV3's Neural Architecture-Recipe Search, in one file per concern.
+
+* ``sampler``: :class:`NARSSampler` itself: the constructor, and the proposal wiring the pieces.
+* ``_schedule``: :class:`StagePlan` (the stages by trial number), the refit schedule, the
+  trust-region alternation.
+* ``_model``: the predictor: pretraining on free labels, fitting on the labels' normal scores,
+  the fit record (predictions back on the objective's scale, distance to measured pairs).
+* ``_acquisition``: scoring the pool and the genetic search over the predictor.
+* ``_search``: re-targeting a study to a new budget (:class:`Proposal` s, no training).
+"""
+
+from optuna_nars.samplers.nars._schedule import StagePlan
+from optuna_nars.samplers.nars._search import Proposal
+from optuna_nars.samplers.nars.sampler import NARSSampler, Timing
+
+__all__ = ["NARSSampler", "Proposal", "StagePlan", "Timing"]

@@ -1,0 +1,82 @@
+"""What NARSSampler maximises: the predicted score, optionally penalised, and its search.
+
+The acquisition of a candidate is ``mean + exploration * std - trust * novelty`` (the trust
+term only when ``trust > 0``; :meth:`~optuna_nars.samplers.nars._model.Fit.novelty` is the
+distance to the nearest measured pair). The pool is scored once per fit and trust weight; the
+adaptive genetic search (stage 3) climbs the same acquisition from the best measured and the
+best-scored pool candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from optuna_nars.evolution import adaptive_genetic_search
+from optuna_nars.predictor import encode_split
+from optuna_nars.samplers.nars._model import Fit, Ranking
+from optuna_nars.space import ParamSpace
+
+__all__ = ["Acquisition"]
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """The acquisition of one fit over one space, at one trust-region weight."""
+
+    fit: Fit
+    param_space: ParamSpace
+    exploration: float
+    trust: float
+
+    def score(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+        """The acquisition of rows ``values`` predicted ``mean`` +- ``std``."""
+        score = mean + self.exploration * std
+        if self.trust > 0:
+            score = score - self.trust * self.fit.novelty(
+                np.hstack(encode_split(self.param_space, values))
+            )
+        return score
+
+    def pool_scores(self, pool: np.ndarray) -> np.ndarray:
+        """The acquisition of the fit's pool (computed once per trust weight)."""
+        fit = self.fit
+        if self.trust not in fit.pool_scores:
+            fit.pool_scores[self.trust] = self.score(pool, fit.pool_mean, fit.pool_std)
+        return fit.pool_scores[self.trust]
+
+    def pool_ranking(self, pool: np.ndarray) -> Ranking:
+        """The pool, best acquisition first."""
+        order = np.argsort(-self.pool_scores(pool), kind="stable")
+        return pool[order], self.fit.pool_mean[order], self.fit.pool_std[order]
+
+    def evolve(
+        self,
+        pool: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        feasible: Callable[[np.ndarray], np.ndarray],
+        seed: int,
+    ) -> Ranking:
+        """The adaptive genetic search over the predictor, started from the 16 best measured
+        rows ``x`` (labels ``y``, larger is better) and the 48 best-scored pool rows; its
+        final population, best acquisition first."""
+        predictor = self.fit.predictor
+
+        def score(values: np.ndarray) -> np.ndarray:
+            mean, std = predictor.predict(*encode_split(self.param_space, values))
+            return self.score(values, mean, std)
+
+        best_measured = x[np.argsort(-y)[:16]]
+        best_predicted = pool[np.argsort(-self.pool_scores(pool))[:48]]
+        initial = np.unique(np.vstack([best_measured, best_predicted]), axis=0)
+        initial = initial[feasible(initial)]
+        rng = np.random.default_rng([seed, len(y)])
+        values, _ = adaptive_genetic_search(
+            self.param_space, score, initial, feasible=feasible, rng=rng
+        )
+        mean, std = predictor.predict(*encode_split(self.param_space, values))
+        order = np.argsort(-self.score(values, mean, std), kind="stable")
+        return values[order], mean[order], std[order]

@@ -1,0 +1,310 @@
+"""NARSSampler: FBNetV3's three-stage architecture-recipe search as an Optuna sampler.
+
+Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`):
+
+1. **QMC warm start** (``n_startup_trials``): a scrambled-Sobol pool of ``pool_size`` points,
+   filtered by the resource constraints, proposed in QMC order.
+2. **Predictor-guided rounds** (``n_rounds`` x ``batch_size``): the accuracy predictor, pretrained
+   on free labels (FLOPs, parameters) and fine-tuned on measured results, ranks the pool; the best
+   candidates that are neither evaluated nor running are proposed. The predictor is refit once per
+   ``batch_size`` new labels.
+3. **Adaptive genetic search**: from then on, an adaptive genetic algorithm over the predictor,
+   seeded with the best measured pairs, proposes the best children not yet evaluated.
+
+The predictor learns the normal scores of the labels' ranks and its predictions are reported
+back on the objective's scale (``_model``). On every other proposal of stages 2 and 3 the
+acquisition is penalised by the distance to the nearest measured pair (``trust_region``,
+``_acquisition``), which keeps the predictor from chasing its own extrapolation; see
+``benchmarks/RESULTS.md`` for what each change did.
+
+Everything is derived from the storage and the seed: the pool from the seed, the stage from the
+trial number, the predictor from the labelled trials (cached in memory, keyed by them). Claims,
+the relative search space and the constraints are the base sampler's
+(:mod:`optuna_nars.samplers._base`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar, cast
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import Study
+from optuna.trial import FrozenTrial
+
+from optuna_nars._keys import Stage
+from optuna_nars._validation import check_int, check_real
+from optuna_nars.predictor import NARSPredictor
+from optuna_nars.samplers._base import BaseNASSampler
+from optuna_nars.samplers._claims import Claim
+from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
+from optuna_nars.samplers._context import (
+    SpaceContext,
+    StudyRows,
+    direction_sign,
+    labelled_rows,
+    row_key,
+)
+from optuna_nars.samplers.nars._acquisition import Acquisition
+from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
+from optuna_nars.samplers.nars._schedule import StagePlan, refit_size, trust_weight
+from optuna_nars.samplers.nars._search import Proposal, search
+from optuna_nars.space import SearchSpace
+
+__all__ = ["NARSSampler", "Timing"]
+
+_logger = optuna.logging.get_logger("optuna." + __name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One timed step of a :class:`NARSSampler`'s work (see :attr:`NARSSampler.timings`).
+
+    ``step`` is ``"pretrain"`` (building the pretrained predictor: the encoder's pretraining on
+    the free metrics), ``"refit"`` (fitting the predictor on ``n_labels`` labels, predicting the
+    pool and cross-validating; pretraining excluded) or ``"genetic_search"`` (the genetic search
+    over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for pretraining.
+    """
+
+    step: str
+    n_labels: int
+    seconds: float
+
+
+@dataclass
+class _NARSContext(SpaceContext):
+    """The base context plus NARSSampler's pool and predictors for that space."""
+
+    pool: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # feasible, QMC order
+    fits: dict[tuple, Fit] = field(default_factory=dict)  # the latest fit, by trial numbers
+    pretrained: NARSPredictor | None = None
+
+
+class NARSSampler(BaseNASSampler):
+    """FBNetV3's Neural Architecture-Recipe Search as an Optuna sampler.
+
+    Args:
+        search_space: A :class:`~optuna_nars.SearchSpace` (cost model and the architecture /
+            recipe split built in), a dict of Optuna distributions, or ``None`` to infer the
+            space from the study as Optuna's samplers do.
+        constraints: Known resource budgets, enforced *before* a trial: no infeasible candidate
+            is ever proposed. A mapping ``{"flops": 5e6, "params": 1e5}`` (with a SearchSpace, or
+            naming outputs of ``proxy_metrics``), or a callable ``params -> sequence of floats``
+            (``<= 0`` feasible). The values are recorded on each trial as Optuna constraints.
+        proxy_metrics: For a generic space, ``params -> {name: value}`` of free architecture
+            statistics (model size, FLOPs) used to pretrain the predictor's encoder.
+        architecture_params: For a generic space, which parameters describe the architecture
+            (the encoder's input); the rest form the recipe. Default: all of them.
+        n_startup_trials: Trials proposed in QMC order before the predictor is used.
+        batch_size: Candidates per predictor round; the predictor is refit every ``batch_size``
+            new labels (stages 2 and 3).
+        n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
+        pool_size: Size of the scrambled-Sobol pool before constraint filtering.
+        n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
+        exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``.
+        trust_region: On every other proposal, the acquisition is penalised by this weight times
+            the candidate's distance to the nearest measured pair (in units of the measured
+            pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
+            that half the proposals stay where the predictor has data. ``0`` disables it.
+        predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
+            from (ensemble size, epochs, ...).
+        seed: Seed for the pool, the predictor and the genetic search.
+        independent_sampler: Sampler for parameters outside the relative space (default:
+            :class:`~optuna.samplers.RandomSampler`).
+        warn_independent_sampling: Warn when a parameter falls back to independent sampling.
+    """
+
+    _context_class = _NARSContext
+    _runtime_attrs: ClassVar[tuple[str, ...]] = (*BaseNASSampler._runtime_attrs, "_timings")
+
+    def __init__(
+        self,
+        search_space: SearchSpace | Mapping[str, BaseDistribution] | None = None,
+        *,
+        constraints: Constraints | None = None,
+        proxy_metrics: ProxyMetrics | None = None,
+        architecture_params: Collection[str] | None = None,
+        n_startup_trials: int = 10,
+        batch_size: int = 10,
+        n_rounds: int = 4,
+        pool_size: int = 20_000,
+        n_pretrain: int = 2_000,
+        exploration: float = 0.0,
+        trust_region: float = 1.0,
+        predictor: NARSPredictor | None = None,
+        seed: int | None = None,
+        independent_sampler: BaseSampler | None = None,
+        warn_independent_sampling: bool = True,
+    ) -> None:
+        super().__init__(
+            search_space,
+            constraints=constraints,
+            proxy_metrics=proxy_metrics,
+            architecture_params=architecture_params,
+            seed=seed,
+            independent_sampler=independent_sampler,
+            warn_independent_sampling=warn_independent_sampling,
+        )
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1)
+        self._batch_size = check_int("batch_size", batch_size, minimum=1)
+        self._n_rounds = check_int("n_rounds", n_rounds, minimum=0)
+        self._pool_size = check_int("pool_size", pool_size, minimum=1)
+        self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
+        self._exploration = check_real("exploration", exploration, low=0)
+        self._trust_region = check_real("trust_region", trust_region, low=0)
+        self._predictor_template = predictor or NARSPredictor()
+        self._complete_init()
+
+    @property
+    def plan(self) -> StagePlan:
+        """Trials per stage: what the dashboard and the benchmarks show of the schedule."""
+        return StagePlan(self._n_startup_trials, self._n_rounds, self._batch_size)
+
+    @property
+    def timings(self) -> tuple[Timing, ...]:
+        """Wall times of this process's pretraining, refits and genetic searches, in order.
+
+        A per-process record (a pickled or fresh sampler starts empty; a cached fit is not
+        timed again), for benchmarks and profiling.
+        """
+        return tuple(self._timings)
+
+    def _init_runtime(self) -> None:
+        super()._init_runtime()
+        self._timings: list[Timing] = []
+
+    def _timed(self, step: str, n_labels: int, start: float) -> None:
+        self._timings.append(Timing(step, n_labels, time.perf_counter() - start))
+
+    def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
+        ctx = cast(_NARSContext, ctx)
+        pool = ctx.param_space.sample_values(self._pool_size, seed=self._seed)
+        feasible = ctx.feasible(pool)
+        if not feasible.any():
+            raise ValueError(
+                infeasible_message(ctx.constraint_names, ctx.violations(pool), constraints)
+            )
+        ctx.pool = pool[feasible]
+
+    # ---- the predictor (cached per context) -------------------------------------------------
+
+    def _pretrained(self, ctx: _NARSContext) -> NARSPredictor:
+        with self._lock:
+            if ctx.pretrained is None:
+                start = time.perf_counter()
+                ctx.pretrained = pretrain_predictor(
+                    self._predictor_template, ctx.param_space, ctx.metrics, self._n_pretrain,
+                    self._seed,
+                )
+                self._timed("pretrain", 0, start)
+            return ctx.pretrained
+
+    def _fit(self, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray) -> Fit:
+        key = tuple(numbers)
+        with self._lock:
+            fit = ctx.fits.get(key)
+            if fit is None:
+                pretrained = self._pretrained(ctx)
+                start = time.perf_counter()
+                # A fresh seed per label count.
+                fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
+                                    seed=self._seed + len(numbers))
+                self._timed("refit", len(numbers), start)
+                ctx.fits = {key: fit}  # keep only the latest fit
+            return fit
+
+    def _evolve(self, ctx: _NARSContext, acquisition: Acquisition, x: np.ndarray,
+                y: np.ndarray) -> Ranking:
+        start = time.perf_counter()
+        ranking = acquisition.evolve(ctx.pool, x, y, ctx.feasible, self._seed)
+        self._timed("genetic_search", len(y), start)
+        return ranking
+
+    def _acquisition(self, fit: Fit, ctx: SpaceContext, trust: float) -> Acquisition:
+        return Acquisition(fit, ctx.param_space, self._exploration, trust)
+
+    # ---- sampling --------------------------------------------------------------------------
+
+    def _propose(
+        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, rows: StudyRows
+    ) -> Claim:
+        ctx = cast(_NARSContext, ctx)
+        stage = self.plan.stage(trial.number)
+        fit: Fit | None = None
+        quality = None
+        rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+        if stage != Stage.QMC:
+            numbers, x, y = labelled_rows(study, rows)
+            # The fit uses the first K labelled trials by number, K on a fixed schedule, so any
+            # worker holding the same storage derives the same predictor.
+            k = refit_size(len(numbers), self._batch_size)
+            if k >= 2 and np.ptp(y[:k]) > 0:
+                fit = self._fit(ctx, numbers[:k], x[:k], y[:k])
+                if fit.kendall_tau is not None:
+                    quality = {"n_labels": k, "kendall_tau": fit.kendall_tau}
+                rankings += self._rankings(ctx, fit, x[:k], y[:k], trial.number, stage)
+            else:
+                stage = Stage.QMC  # too few distinct labels to fit yet
+        rankings.append((ctx.pool, None, None))
+        sign = direction_sign(study)
+        for values, mean, std in rankings:
+            for i, row in enumerate(values):
+                if row_key(row) not in rows.claimed:
+                    claim = Claim(row, stage, quality=quality)
+                    return _with_prediction(claim, fit, mean, std, i, sign)
+        # Every pool point is taken: continue with fresh feasible random points.
+        row = self._random_feasible_row(ctx, trial.number, rows.claimed)
+        if row is not None:
+            return Claim(row, Stage.RANDOM)
+        # A small space can be exhausted; then, as Optuna's samplers do, repeat the best.
+        _logger.warning(
+            "Every feasible candidate NARSSampler found has been evaluated or is running; "
+            "repeating the best-ranked one."
+        )
+        values, mean, std = rankings[0]
+        return _with_prediction(Claim(values[0], Stage.REPEAT), fit, mean, std, 0, sign)
+
+    def _rankings(
+        self, ctx: _NARSContext, fit: Fit, x: np.ndarray, y: np.ndarray, trial_number: int,
+        stage: Stage,
+    ) -> list[Ranking]:
+        """Candidates best first: the genetic search's (stage 3), then the pool's."""
+        acquisition = self._acquisition(fit, ctx, trust_weight(trial_number, self._trust_region))
+        out = []
+        if stage == Stage.EVOLUTION:
+            trust = acquisition.trust
+            if trust not in fit.evolved:
+                fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
+            out.append(fit.evolved[trust])
+        out.append(acquisition.pool_ranking(ctx.pool))
+        return out
+
+    # ---- re-targeting ----------------------------------------------------------------------
+
+    def search(
+        self,
+        study: Study,
+        *,
+        constraints: Constraints | None = None,
+        n: int = 10,
+    ) -> list[Proposal]:
+        """The top ``n`` predicted architecture-recipe pairs for a *new* budget, from the
+        study's labelled trials, with no training: refit the predictor, filter a fresh pool by
+        the new constraints, run the genetic search over the predictor, and rank."""
+        return search(self, study, constraints, n)
+
+
+def _with_prediction(
+    claim: Claim, fit: Fit | None, mean: np.ndarray | None, std: np.ndarray | None, i: int,
+    sign: float,
+) -> Claim:
+    """``claim`` with the prediction of row ``i`` of a ranking, when it has one."""
+    if fit is not None and mean is not None and std is not None:
+        value, spread = fit.to_value(mean[i], std[i])
+        claim.predicted, claim.predicted_std = sign * value, spread
+    return claim
