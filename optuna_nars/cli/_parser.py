@@ -1,0 +1,257 @@
+"""The argument parser: one function per command's options, the options several commands share
+and the argparse value types.
+
+Nothing here imports torch, NumPy or Optuna, so that ``optuna-nars --help`` and
+``optuna-nars COMMAND --help`` answer at once; the commands import what they need when they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from optuna_nars import __version__
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "DEFAULT_STUDY",
+    "PRESETS",
+    "budget_from_args",
+    "build_parser",
+    "non_negative_int",
+    "positive_float",
+    "positive_int",
+    "set_torch_threads",
+    "threshold",
+]
+
+PRESETS = ("tiny", "cifar", "fbnetv3")
+DEFAULT_STORAGE = "sqlite:///optuna-nars.db"
+DEFAULT_STUDY = "nars"
+
+_T = TypeVar("_T", int, float)
+
+
+# ---- value types --------------------------------------------------------------------------------
+
+
+def _checked(convert: Callable[[str], _T], is_valid: Callable[[_T], bool], requirement: str,
+             name: str) -> Callable[[str], _T]:
+    """An argparse type converting the text and insisting on ``is_valid``; both failures say
+    ``must be <requirement>, got <text>``."""
+
+    def parse(text: str) -> _T:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text!r}") from None
+        if not is_valid(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+
+    parse.__name__ = parse.__qualname__ = name
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, "an integer >= 1", "positive_int")
+non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0", "non_negative_int")
+positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
+                          "positive_float")
+
+
+def threshold(text: str) -> float:
+    """A rank correlation in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
+    return value
+
+
+def _assigned_names(node: ast.Assign | ast.AnnAssign) -> set[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {target.id for target in targets if isinstance(target, ast.Name)}
+
+
+def _dataset_names() -> list[str]:
+    """The built-in dataset names, for ``--dataset``'s help.
+
+    Read from the literal in ``optuna_nars.data``'s source rather than imported, because importing
+    that module imports torch and would make every ``--help`` take seconds. Should the names stop
+    being a literal there, importing is the fallback: slower, the same text.
+    """
+    spec = importlib.util.find_spec("optuna_nars.data")
+    try:
+        source = Path(spec.origin).read_text() if spec and spec.origin else ""
+        for node in ast.parse(source).body:
+            if (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None
+                    and "DATASETS" in _assigned_names(node)):
+                return sorted(ast.literal_eval(node.value))
+    except (OSError, SyntaxError, TypeError, ValueError):
+        pass
+    from optuna_nars.data import DATASETS
+
+    return sorted(DATASETS)
+
+
+# ---- options several commands share --------------------------------------------------------------
+
+
+def _study_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--storage", default=DEFAULT_STORAGE,
+                        help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+    parser.add_argument("--study-name", default=DEFAULT_STUDY,
+                        help=f"study name (default: {DEFAULT_STUDY})")
+
+
+def _budget_options(parser: argparse.ArgumentParser, *, described: bool = True,
+                    default: str = "") -> None:
+    """``--max-flops`` and ``--max-params``; ``default`` says what leaving them out means."""
+    for flag, what in (("--max-flops", "multiply-adds per image"), ("--max-params", "parameters")):
+        parser.add_argument(flag, type=positive_float, default=None,
+                            help=f"budget: {what}{default}" if described else None)
+
+
+def budget_from_args(args: argparse.Namespace) -> dict[str, float]:
+    """The budget flags given, as ``{"flops": ..., "params": ...}`` (an empty dict for none)."""
+    return {
+        name: value
+        for name, value in (("flops", args.max_flops), ("params", args.max_params))
+        if value is not None
+    }
+
+
+def set_torch_threads(threads: int | None) -> None:
+    """Apply ``--threads`` (torch is imported only when it is given)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+# ---- one function per command ------------------------------------------------------------------
+
+
+def _search_arguments(search: argparse.ArgumentParser) -> None:
+    search.add_argument("--space", default=None,
+                        help=f"a preset {PRESETS} or a SearchSpace JSON file (default: the "
+                        "resumed study's, else tiny)")
+    search.add_argument("--dataset", default=None,
+                        help=f"one of {_dataset_names()} or folder:<path> (default: digits)")
+    search.add_argument("--data-dir", default=None, help="where the dataset lives")
+    search.add_argument("--download", action="store_true",
+                        help="download the dataset if missing (needs a network)")
+    search.add_argument("--epochs", type=positive_int, default=None,
+                        help="epochs per full-length trial (default: 4)")
+    search.add_argument("--batch-size", type=positive_int, default=None, help="(default: 64)")
+    search.add_argument("--max-train-samples", type=positive_int, default=None,
+                        help="cap the training pool (for quick runs on large datasets)")
+    search.add_argument("--n-trials", type=positive_int, default=20,
+                        help="trials to run now (default: 20)")
+    _budget_options(search)
+    _study_options(search)
+    search.add_argument("--n-jobs", type=positive_int, default=1,
+                        help="trials in parallel threads (default: 1)")
+    search.add_argument("--seed", type=int, default=None, help="(default: 0)")
+    search.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
+    search.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's; 1 is best on a busy "
+                        "machine)")
+    search.add_argument("--calibration-trials", type=positive_int, default=None,
+                        help="full-length trials before early stopping (default: 6)")
+    search.add_argument("--threshold", type=threshold, default=None,
+                        help="rank correlation that fixes the label step (default: 0.9)")
+    search.add_argument("--top", type=positive_int, default=5,
+                        help="best trials to list at the end and in the note (default: 5)")
+    search.add_argument("--plot-every", type=non_negative_int, default=5,
+                        help="save the dashboard plots every N trials, 0 for never "
+                        "(default: 5; always at the end)")
+    search.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                        help="keep no note or plots for optuna-dashboard")
+    search.add_argument("--no-progress", dest="progress", action="store_false",
+                        help="print no line per trial")
+    search.add_argument("--verbose", action="store_true", help="also log Optuna's messages")
+
+
+def _retarget_arguments(retarget: argparse.ArgumentParser) -> None:
+    _study_options(retarget)
+    _budget_options(retarget, default=" (default: the study's budget)")
+    retarget.add_argument("--top", type=positive_int, default=5,
+                          help="pairs to list (default: 5)")
+    retarget.add_argument("--distinct", choices=("arch", "pair"), default="arch",
+                          help="arch: one (the best) recipe per architecture; pair: every pair "
+                          "(default: arch)")
+    retarget.add_argument("--json", metavar="PATH", default=None,
+                          help="also write the proposals as JSON to PATH")
+    retarget.add_argument("--format", choices=("table", "json"), default="table",
+                          help="stdout format (default: table)")
+    retarget.add_argument("--space", default=None,
+                          help="the space, for studies made in Python without one stored")
+    retarget.add_argument("--seed", type=int, default=None,
+                          help="predictor seed (default: the study's)")
+    retarget.add_argument("--threads", type=positive_int, default=None,
+                          help="CPU threads for torch (default: torch's)")
+
+
+def _export_arguments(export: argparse.ArgumentParser) -> None:
+    _study_options(export)
+    export.add_argument("--trial", type=non_negative_int, default=None,
+                        help="trial number (default: the best)")
+    export.add_argument("-o", "--output", default="-",
+                        help="file to write, - for stdout (default: -)")
+    export.add_argument("--space", default=None,
+                        help="the space, for studies made in Python without one stored")
+
+
+def _space_arguments(space: argparse.ArgumentParser) -> None:
+    space.add_argument("--space", default="tiny",
+                       help=f"a preset {PRESETS} or a JSON file (default: tiny)")
+    space.add_argument("--in-channels", type=positive_int, default=None)
+    space.add_argument("--num-classes", type=positive_int, default=None)
+    _budget_options(space, described=False)
+    space.add_argument("--samples", type=positive_int, default=20_000,
+                       help="Sobol samples for the cost ranges (default: 20000)")
+    space.add_argument("--json", action="store_true",
+                       help="print the space as JSON (a start for a custom --space file)")
+
+
+# Each command: its name, the function adding its options, its line in ``optuna-nars --help``
+# and the description its own ``--help`` starts with.
+_COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str], ...] = (
+    ("search", _search_arguments,
+     "run a study: NARSSampler, the early-stopping pruner and the provided objective",
+     "Search an architecture and its training recipe under a budget, keeping an optuna-dashboard "
+     "note and plots current. An existing study is resumed with the settings it was searched "
+     "with, unless options override them."),
+    ("retarget", _retarget_arguments,
+     "the best predicted pairs of a finished study for a new budget, without training",
+     "Refit the study's accuracy predictor and search it for the top architecture-recipe pairs "
+     "under a new FLOPs / parameter budget. No training: seconds on a CPU."),
+    ("export", _export_arguments,
+     "write a trial's architecture and recipe as JSON",
+     "Write a trial's architecture-recipe pair (default: the best by accuracy at the label step) "
+     "as JSON: Candidate.to_json() plus metadata. Load it with "
+     "optuna_nars.export.load_candidate / build_from_export."),
+    ("space", _space_arguments,
+     "describe a search space",
+     "Parameters, size, FLOPs and parameter ranges of a space, and how much of it fits a budget "
+     "(exit code 1 if nothing does)."),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``optuna-nars`` parser; the chosen command's name is ``args.command``."""
+    parser = argparse.ArgumentParser(
+        prog="optuna-nars",
+        description="FBNetV3's neural architecture-recipe search (NARS) on Optuna. "
+        "Exit codes: 0 ok, 1 run-time error, 2 bad arguments, 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add_arguments, summary, description in _COMMANDS:
+        add_arguments(sub.add_parser(name, help=summary, description=description))
+    return parser

@@ -1,0 +1,245 @@
+"""``optuna-nars search``: run (or resume) a study with NARSSampler, the early-stopping pruner and
+the provided classification objective, printing a line per trial and a summary at the end."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from optuna_nars import NARSSampler, __version__
+from optuna_nars._keys import PREDICTOR_QUALITY_KEY
+from optuna_nars.cli._errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, to_stderr
+from optuna_nars.cli._format import ProgressPrinter, best_trials_table, budget_text
+from optuna_nars.cli._parser import set_torch_threads
+from optuna_nars.cli._study import (
+    check_single_maximize,
+    load_space,
+    open_storage,
+    stored_space,
+    study_names,
+)
+from optuna_nars.cost import METRICS
+from optuna_nars.dashboard import DashboardCallback, DashboardObjective
+from optuna_nars.data import DatasetInfo, dataset_info
+from optuna_nars.export import load_search_settings, save_search_settings, save_study_space
+from optuna_nars.labels import get_label_step
+from optuna_nars.pruner import EarlyStoppingPruner
+from optuna_nars.space import SearchSpace
+from optuna_nars.training import ClassificationObjective
+
+__all__ = ["cmd_search"]
+
+# ``search`` options whose default, when resuming a study, is what the study was searched with.
+_SEARCH_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "data_dir": None,
+    "epochs": 4,
+    "batch_size": 64,
+    "max_train_samples": None,
+    "seed": 0,
+    "calibration_trials": 6,
+    "threshold": 0.9,
+    "max_flops": None,
+    "max_params": None,
+}
+
+
+class _DropKeyboardInterrupt(logging.Filter):
+    """Ctrl-C is an answer, not a crash: drop Optuna's traceback of the interrupted trial."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, KeyboardInterrupt)
+
+
+def _existing_study(storage: optuna.storages.BaseStorage,
+                    args: argparse.Namespace) -> optuna.Study | None:
+    """The study to resume, if ``--study-name`` names one."""
+    if args.study_name not in study_names(storage, args.storage):
+        return None
+    existing = optuna.load_study(study_name=args.study_name, storage=storage)
+    check_single_maximize(existing)
+    return existing
+
+
+def _resolve_search_settings(
+    args: argparse.Namespace, stored: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Explicit options win; then what a resumed study was searched with; then the defaults."""
+    settings = {}
+    for key, default in _SEARCH_DEFAULTS.items():
+        given = getattr(args, key)
+        settings[key] = given if given is not None else stored.get(key, default)
+    if args.dataset is not None and stored.get("dataset") not in (None, args.dataset):
+        raise CLIError(f"study {args.study_name!r} was searched on dataset "
+                       f"{stored['dataset']!r}, not {args.dataset!r}; use another --study-name.")
+    return settings
+
+
+def _dataset(settings: Mapping[str, Any], download: bool) -> DatasetInfo:
+    try:
+        return dataset_info(settings["dataset"], data_dir=settings["data_dir"], download=download)
+    except (ValueError, FileNotFoundError) as err:
+        raise CLIError(str(err)) from None
+
+
+def _search_space(args: argparse.Namespace, existing: optuna.Study | None,
+                  info: DatasetInfo) -> tuple[SearchSpace, SearchSpace | None]:
+    """The space to search and the one the resumed study has stored (``None`` if none)."""
+    saved = stored_space(existing) if existing is not None else None
+    if args.space is None and saved is not None:
+        space = saved
+    else:
+        space = load_space(args.space or "tiny", info.in_channels, info.num_classes)
+        if saved is not None and space.to_dict() != saved.to_dict():
+            raise CLIError(f"--space {args.space} differs from the space study "
+                           f"{args.study_name!r} was searched with; leave --space out to resume "
+                           "with the stored one, or use another --study-name.")
+    if existing is not None and saved is None:
+        finished = existing.get_trials(deepcopy=False)
+        if finished and set(finished[0].params) != set(space.names):
+            raise CLIError(f"study {args.study_name!r} exists and was not made by optuna-nars "
+                           "with this space (its trials have other parameters); use another "
+                           "--study-name.")
+    return space, saved
+
+
+def _search_parts(
+    space: SearchSpace, settings: Mapping[str, Any], budget: Mapping[str, float],
+    args: argparse.Namespace,
+) -> tuple[NARSSampler, ClassificationObjective, EarlyStoppingPruner]:
+    """The sampler, the objective and the pruner; their argument errors become CLI errors."""
+    try:
+        sampler = NARSSampler(space, constraints=budget or None, seed=settings["seed"])
+        objective = ClassificationObjective(
+            space,
+            dataset=settings["dataset"],
+            data_dir=settings["data_dir"],
+            download=args.download,
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            device=args.device,
+            seed=settings["seed"],
+            max_train_samples=settings["max_train_samples"],
+        )
+        pruner = EarlyStoppingPruner(settings["calibration_trials"],
+                                     threshold=settings["threshold"])
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return sampler, objective, pruner
+
+
+def _open_study(storage: optuna.storages.BaseStorage, args: argparse.Namespace,
+                sampler: NARSSampler, pruner: EarlyStoppingPruner) -> optuna.Study:
+    try:
+        return optuna.create_study(
+            study_name=args.study_name,
+            storage=storage,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruner,
+            load_if_exists=True,
+        )
+    except Exception as err:
+        raise CLIError(f"cannot create study {args.study_name!r} in {args.storage!r}: "
+                       f"{err}") from None
+
+
+def _callbacks(study: optuna.Study, space: SearchSpace, budget: Mapping[str, float],
+               args: argparse.Namespace) -> tuple[list[Any], DashboardCallback | None]:
+    """The per-trial callbacks (dashboard note and plots, progress line) and the dashboard one."""
+    callbacks: list[Any] = []
+    dashboard = None
+    if args.dashboard:
+        dashboard = DashboardCallback(space, constraints=budget, every=1,
+                                      plot_every=args.plot_every, top=args.top,
+                                      storage_url=args.storage)
+        dashboard.update(study, plots=False)  # a note before the first trial ends
+        callbacks.append(dashboard)
+        to_stderr(f"Watch it live: optuna-dashboard {shlex.quote(args.storage)}")
+    if args.progress:
+        callbacks.append(ProgressPrinter(args.n_trials))
+    return callbacks, dashboard
+
+
+def _optimize(study: optuna.Study, objective: ClassificationObjective, callbacks: list[Any],
+              args: argparse.Namespace) -> bool:
+    """Run the trials; ``True`` if Ctrl-C stopped them."""
+    interrupted = False
+    quiet_interrupt = _DropKeyboardInterrupt()
+    # On the handlers: a logger's own filters do not see its children's records.
+    handlers = optuna.logging.get_logger("optuna").handlers
+    for handler in handlers:
+        handler.addFilter(quiet_interrupt)
+    try:
+        study.optimize(
+            DashboardObjective(objective, note=args.dashboard),
+            n_trials=args.n_trials,
+            n_jobs=args.n_jobs,
+            callbacks=callbacks,
+            catch=(RuntimeError,),
+        )
+    except KeyboardInterrupt:
+        interrupted = True
+        to_stderr("Interrupted: the running trial is marked FAIL; resume with the same command.")
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet_interrupt)
+    return interrupted
+
+
+def _print_search_summary(study: optuna.Study, args: argparse.Namespace) -> None:
+    trials = study.get_trials(deepcopy=False)
+    states = {s: sum(1 for t in trials if t.state == s) for s in TrialState}
+    label_step = get_label_step(study)
+    quality = study._storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
+    tau = (f"; predictor Kendall tau {quality['kendall_tau']:.3f} ({quality['n_labels']} labels)"
+           if isinstance(quality, Mapping) and quality.get("kendall_tau") is not None else "")
+    print()
+    print(f"Study {args.study_name!r}: {len(trials)} trials ({states[TrialState.COMPLETE]} "
+          f"complete, {states[TrialState.PRUNED]} stopped early, {states[TrialState.FAIL]} "
+          f"failed); label step "
+          f"{label_step if label_step is not None else 'not calibrated yet'}{tau}.")
+    print(best_trials_table(study, args.top))
+    where = f"--storage {shlex.quote(args.storage)} --study-name {shlex.quote(args.study_name)}"
+    print()
+    print(f"Export the best:  optuna-nars export {where} -o best.json")
+    print(f"Re-target:        optuna-nars retarget {where} --max-flops <FLOPs> --top 5")
+    print(f"View it:          optuna-dashboard {shlex.quote(args.storage)}")
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run ``optuna-nars search``; an existing study is resumed with its stored settings."""
+    set_torch_threads(args.threads)
+    if not args.verbose:
+        # The progress lines and the summary replace Optuna's per-trial log lines.
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(args.storage)
+    existing = _existing_study(storage, args)
+    stored = load_search_settings(existing) if existing is not None else {}
+    settings = _resolve_search_settings(args, stored)
+    space, saved_space = _search_space(args, existing, _dataset(settings, args.download))
+    budget = {m: settings[f"max_{m}"] for m in METRICS if settings[f"max_{m}"] is not None}
+    sampler, objective, pruner = _search_parts(space, settings, budget, args)
+    study = _open_study(storage, args, sampler, pruner)
+    if saved_space is None:
+        save_study_space(study, space)
+    save_search_settings(study, {**settings, "space": args.space or stored.get("space", "tiny"),
+                                 "optuna_nars": __version__})
+    done = len(study.trials)
+    to_stderr(f"{'Resuming' if done else 'Created'} study {args.study_name!r} in {args.storage}"
+              + (f" ({done} trials so far)" if done else "") + f": {settings['dataset']}, "
+              f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per "
+              f"full-length trial, {budget_text(budget)}.")
+    callbacks, dashboard = _callbacks(study, space, budget, args)
+    interrupted = _optimize(study, objective, callbacks, args)
+    if dashboard is not None:
+        dashboard.update(study)  # the final note and plots
+    _print_search_summary(study, args)
+    return EXIT_INTERRUPTED if interrupted else EXIT_OK
