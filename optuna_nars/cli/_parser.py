@@ -8,11 +8,8 @@ Nothing here imports torch, NumPy or Optuna, so that ``optuna-nars --help`` and
 from __future__ import annotations
 
 import argparse
-import ast
-import importlib.util
 import math
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from optuna_nars import __version__
@@ -72,28 +69,9 @@ def threshold(text: str) -> float:
     return value
 
 
-def _assigned_names(node: ast.Assign | ast.AnnAssign) -> set[str]:
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-    return {target.id for target in targets if isinstance(target, ast.Name)}
-
-
 def _dataset_names() -> list[str]:
-    """The built-in dataset names, for ``--dataset``'s help.
-
-    Read from the literal in ``optuna_nars.data``'s source rather than imported, because importing
-    that module imports torch and would make every ``--help`` take seconds. Should the names stop
-    being a literal there, importing is the fallback: slower, the same text.
-    """
-    spec = importlib.util.find_spec("optuna_nars.data")
-    try:
-        source = Path(spec.origin).read_text() if spec and spec.origin else ""
-        for node in ast.parse(source).body:
-            if (isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None
-                    and "DATASETS" in _assigned_names(node)):
-                return sorted(ast.literal_eval(node.value))
-    except (OSError, SyntaxError, TypeError, ValueError):
-        pass
-    from optuna_nars.data import DATASETS
+    """The built-in dataset names, for ``--dataset``'s help (the catalog imports no torch)."""
+    from optuna_nars.data.catalog import DATASETS
 
     return sorted(DATASETS)
 
