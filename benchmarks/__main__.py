@@ -8,6 +8,7 @@ Usage (from the repository root)::
     python -m benchmarks check                # the harness check (RandomSampler vs exact law)
     python -m benchmarks report               # RESULTS.md and plots from what is recorded
     python -m benchmarks list                 # problems and samplers
+    python -m benchmarks compare DIR_A DIR_B  # identical runs? (a change that must not alter them)
 
 ``run`` skips runs already recorded (so an interrupted grid resumes), then writes the report.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from benchmarks._common import ROOT, git_state, machine_info, utc_now
 from benchmarks.suite.check import harness_check
+from benchmarks.suite.compare import IGNORED, compare_grids
 from benchmarks.suite.problems import PROBLEMS, TABULAR, get_problem, problem_names
 from benchmarks.suite.report import check_markdown, markdown, plot, summarize
 from benchmarks.suite.runner import SAMPLERS, Task, load_runs, parse_sampler, run_grid
@@ -66,6 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--seeds", type=int, default=None, help="default 100")
     check.add_argument("--out", type=Path, default=None, help="results directory")
     sub.add_parser("list", help="list problems and samplers")
+    compare = sub.add_parser("compare", help="whether two recorded grids hold the same runs, "
+                             "every per-trial field but timings")
+    compare.add_argument("before", type=Path)
+    compare.add_argument("after", type=Path)
     return parser
 
 
@@ -170,6 +176,19 @@ def _report(out: Path, md_path: Path | None) -> int:
     return 0
 
 
+def _compare(before: Path, after: Path) -> int:
+    try:
+        n, differences = compare_grids(before, after)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for line in differences:
+        print(line)
+    print(f"{n} run(s) compared, {len(differences)} difference(s) "
+          f"(fields ignored: {', '.join(sorted(IGNORED))}).")
+    return 1 if differences else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the runs
@@ -180,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "run":
         return _run(args)
+    if args.command == "compare":
+        return _compare(args.before, args.after)
     out = args.out or (QUICK_DIR if args.quick else FULL_DIR)
     if args.command == "check":
         rows = _check(out, args.quick, args.seeds)
