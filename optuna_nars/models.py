@@ -93,6 +93,16 @@ class InvertedResidualNet(nn.Module):
         dropout: float = 0.0,
         stochastic_depth: float = 0.0,
     ) -> None:
+        if num_classes < 1 or in_channels < 1:
+            raise ValueError(
+                f"num_classes and in_channels must be positive, got {num_classes} and "
+                f"{in_channels}."
+            )
+        if not 0 <= dropout < 1 or not 0 <= stochastic_depth < 1:
+            raise ValueError(
+                f"dropout and stochastic_depth must lie in [0, 1), got {dropout} and "
+                f"{stochastic_depth}."
+            )
         super().__init__()
         self.arch = arch
         act = activation_layer(arch.activation)
@@ -150,23 +160,8 @@ class InvertedResidualNet(nn.Module):
 
 
 def build_model(
-    arch: Architecture,
-    num_classes: int,
-    in_channels: int = 3,
-    *,
-    dropout: float = 0.0,
-    stochastic_depth: float = 0.0,
+    arch: Architecture, num_classes: int, in_channels: int = 3, **options: float
 ) -> InvertedResidualNet:
-    """Build the network an :class:`Architecture` describes."""
-    if num_classes < 1 or in_channels < 1:
-        raise ValueError(
-            f"num_classes and in_channels must be positive, got {num_classes} and {in_channels}."
-        )
-    if not 0 <= dropout < 1 or not 0 <= stochastic_depth < 1:
-        raise ValueError(
-            f"dropout and stochastic_depth must lie in [0, 1), got {dropout} and "
-            f"{stochastic_depth}."
-        )
-    return InvertedResidualNet(
-        arch, num_classes, in_channels, dropout=dropout, stochastic_depth=stochastic_depth
-    )
+    """Build the network an :class:`Architecture` describes (``options``: ``dropout``,
+    ``stochastic_depth``; see :class:`InvertedResidualNet`)."""
+    return InvertedResidualNet(arch, num_classes, in_channels, **options)

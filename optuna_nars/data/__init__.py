@@ -33,8 +33,6 @@ Layout of the package:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from optuna_nars._lazy import lazy_exports
 
 # Loaded on first use: the names in ``catalog`` need no torch (the CLI's --help lists them).
@@ -51,17 +49,6 @@ _EXPORTS = {
     "check_split_args": "optuna_nars.data.splits",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
-
-if TYPE_CHECKING:
-    from optuna_nars.data.catalog import (
-        DATASETS,
-        DEBIAN_FASHION_MNIST,
-        PathLike,
-        default_data_dir,
-    )
-    from optuna_nars.data.dataset import DatasetInfo, DataSplits, ImageTensorDataset
-    from optuna_nars.data.loading import dataset_info, load_dataset
-    from optuna_nars.data.splits import check_split_args
 
 __all__ = [
     "DATASETS",
