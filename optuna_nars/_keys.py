@@ -10,7 +10,8 @@ Study system attributes (shared by all workers of a study):
 * :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
 
-Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked) and Optuna's
+Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
+:data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
 :data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`CALIBRATION_ATTR`,
 :data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`.
@@ -31,6 +32,7 @@ SETTINGS_KEY = "nars:search"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"
+CLAIM_KEPT_KEY = "nars:kept"
 CONSTRAINT_PREFIX = "constraints:"  # Optuna's own convention, read by optuna-dashboard
 
 # ---- trial user attributes ---------------------------------------------------------------------

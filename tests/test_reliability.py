@@ -5,8 +5,10 @@ Each test reproduces one defect through the public API and asserts the repaired 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
+import time
 
 import numpy as np
 import optuna
@@ -221,6 +223,8 @@ def test_search_defaults_to_the_sampler_budget_and_rejects_bad_budgets() -> None
     study = optuna.create_study(direction="maximize", sampler=sampler)
     study.optimize(synthetic(space), n_trials=10)
     assert all(p.costs["flops"] <= budget for p in sampler.search(study, n=5))
+    # {} is no budget; the objective rewards FLOPs, so the best predicted pairs break this one.
+    assert any(p.costs["flops"] > budget for p in sampler.search(study, constraints={}, n=5))
     with pytest.raises(ValueError, match="finite"):
         sampler.search(study, constraints={"flops": float("nan")})
     with pytest.raises(ValueError, match="Unknown constraint"):
@@ -307,3 +311,134 @@ def test_constraint_values_are_finite_numbers() -> None:
                                 sampler=small_sampler(space, constraints={"flops": 1.5e6}))
     study.optimize(synthetic(space), n_trials=3)
     assert all(math.isfinite(v) for t in study.trials for v in t.constraints.values())
+
+
+# ---- sampler correctness: claims, constraints, spaces without an architecture --------------------
+
+
+def test_more_jobs_than_warm_start_trials_fail_no_trial() -> None:
+    space = SearchSpace.tiny()
+    study = optuna.create_study(direction="maximize",
+                                sampler=small_sampler(space, n_startup_trials=4))
+    objective = synthetic(space)
+
+    def slow(trial: optuna.Trial) -> float:
+        value = objective(trial)
+        time.sleep(0.2)  # keeps six trials running while none has a label
+        return value
+
+    study.optimize(slow, n_trials=12, n_jobs=6)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 12
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 12
+
+
+def test_a_fully_enqueued_trial_is_claimed_with_its_constraints_before_it_runs() -> None:
+    space = SearchSpace.tiny()
+    budget = 1.5e6
+    study = optuna.create_study(direction="maximize",
+                                sampler=small_sampler(space, constraints={"flops": budget}))
+    params = space.values_to_params(space.sample_values(1, seed=5))[0]
+    study.enqueue_trial(params)
+    trial = study.ask()
+    frozen = study._storage.get_trial(trial._trial_id)
+    assert frozen.constraints["flops"] == pytest.approx(flops_of(space, params) - budget)
+    follower = study.ask()
+    space.suggest(follower)
+    assert follower.params != params  # the enqueued row is taken while it runs
+
+
+def test_a_callable_constraint_with_several_values_records_each() -> None:
+    def two(params: dict) -> list[float]:
+        return [params["x"] - 0.5, params["y"] - 0.5]
+
+    def one(params: dict) -> list[float]:
+        return [params["x"] - 0.5]
+
+    dists = {"x": D.FloatDistribution(0, 1), "y": D.FloatDistribution(0, 1)}
+    for constraint, names in [(two, ["constraint_0", "constraint_1"]), (one, ["constraint"])]:
+        study = optuna.create_study(sampler=small_sampler(dists, constraints=constraint))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) + t.suggest_float("y", 0, 1),
+                       n_trials=3)
+        for t in study.trials:
+            assert t.state == TrialState.COMPLETE
+            assert sorted(t.constraints) == names
+            assert list(t.constraints.values()) == pytest.approx(constraint(t.params))
+
+
+def test_generic_recipe_only_space_with_proxy_metrics_reaches_the_genetic_search() -> None:
+    sampler = small_sampler({"lr": D.FloatDistribution(1e-3, 1, log=True),
+                             "wd": D.FloatDistribution(1e-6, 1e-3, log=True)},
+                            architecture_params=[], proxy_metrics=lambda p: {"size": 1.0},
+                            n_rounds=1)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (np.log10(t.suggest_float("lr", 1e-3, 1, log=True)) + 1) ** 2
+                   + t.suggest_float("wd", 1e-6, 1e-3, log=True), n_trials=9)
+    assert all(t.state == TrialState.COMPLETE for t in study.trials)
+    assert {t.user_attrs["nars:stage"] for t in study.trials} == {"qmc", "predictor", "evolution"}
+
+
+def test_a_claim_waits_for_a_higher_numbered_rival_s_verdict() -> None:
+    from optuna_nars.samplers._claims import keeps
+
+    def reads(*answers: list[tuple[int, bool]]):
+        return iter(answers).__next__
+
+    assert keeps(reads([]), 3)  # alone
+    assert not keeps(reads([(2, False)]), 3)  # a lower-numbered rival keeps it
+    assert not keeps(reads([(5, True)]), 3)  # a higher-numbered rival settled before seeing it
+    assert keeps(reads([(5, False)], [(5, False)], []), 3)  # the higher one moved off
+
+
+def _lockstep_sampler(barrier: threading.Barrier, space: SearchSpace, **settings) -> NARSSampler:
+    """A sampler whose claims go in lockstep with another's: both read the study before either
+    writes its claim, both write before either re-reads (two workers ranking alike)."""
+
+    def wait() -> None:
+        # Broken once the other worker is done: no more lockstep.
+        with contextlib.suppress(threading.BrokenBarrierError):
+            barrier.wait()
+
+    class Lockstep(NARSSampler):
+        def _publish(self, *args):
+            wait()
+            super()._publish(*args)
+
+        def _holders(self, *args):
+            wait()
+            return super()._holders(*args)
+
+    return Lockstep(space, **settings)
+
+
+def test_workers_ranking_alike_in_lockstep_never_share_a_candidate() -> None:
+    space = SearchSpace.tiny()
+    settings = dict(constraints={"flops": 1.5e6}, pool_size=1024, seed=0)
+    storage = optuna.storages.InMemoryStorage()
+    optuna.create_study(study_name="lockstep", storage=storage)
+    barrier = threading.Barrier(2, timeout=10)
+    studies = [optuna.load_study(study_name="lockstep", storage=storage,
+                                 sampler=_lockstep_sampler(barrier, space, **settings))
+               for _ in range(2)]
+    trials = [study.ask() for study in studies]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            space.suggest(trials[i])
+        except BaseException as e:  # noqa: BLE001 - reported by the assertion below
+            errors.append(e)
+        finally:
+            barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a claim never settled"
+    assert not errors
+    assert trials[0].params != trials[1].params
+    # Of the two, the lower-numbered trial kept the candidate both wanted.
+    alone = optuna.create_study(sampler=NARSSampler(space, **settings)).ask()
+    space.suggest(alone)
+    assert trials[0].params == alone.params

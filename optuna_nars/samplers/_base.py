@@ -11,10 +11,24 @@ A subclass supplies :meth:`BaseNASSampler._propose` (a :class:`Claim` for a tria
 context and the study's rows) and, for per-space state, a context subclass
 (``_context_class``) filled in by :meth:`BaseNASSampler._prepare_context`. Its ``__init__``
 calls ``super().__init__(...)`` first and :meth:`BaseNASSampler._complete_init` last.
+
+Two trials claiming the same row: the claim is written, then the storage re-read
+(:meth:`BaseNASSampler._holders`). Of the trials holding the row, the lowest-numbered keeps it;
+the others move on, to a candidate further down their ranking (by their trial number) so that
+workers ranking alike stop colliding; a trial waits for a higher-numbered rival's verdict
+(:func:`~optuna_nars.samplers._claims.keeps`). Every round adds a row to the
+mover's lost set and the lowest-numbered contender never moves, so the rounds end; the fallbacks
+(fresh random rows, then an explicit repeat) are the end of a finite pool.
+
+Constraints are recorded from the row a trial really runs: enqueued (fixed) parameters override
+the proposal, a trial whose parameters are all fixed is claimed in :meth:`before_trial`, and
+:meth:`after_trial` records (or corrects) the values of any trial whose parameters cover the
+constrained space, e.g. the first trial of an inferred space, which ran before it was known.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
@@ -29,7 +43,14 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nars._keys import Stage
-from optuna_nars.samplers._claims import Claim, has_rival, write_claim
+from optuna_nars.samplers._claims import (
+    Claim,
+    holders,
+    keeps,
+    publish_row,
+    record_constraints,
+    settle_claim,
+)
 from optuna_nars.samplers._constraints import (
     Constraints,
     Metrics,
@@ -39,15 +60,23 @@ from optuna_nars.samplers._constraints import (
     proxy_metrics_function,
     violation_function,
 )
-from optuna_nars.samplers._context import RowKey, SpaceContext, StudyRows, read_rows, row_key
+from optuna_nars.samplers._context import (
+    RowKey,
+    SpaceContext,
+    StudyRows,
+    fixed_columns,
+    read_rows,
+    row_key,
+    trial_row,
+)
 from optuna_nars.space import ParamSpace, SearchSpace
 
 __all__ = ["BaseNASSampler"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-# Of two workers claiming the same row at once, at least one sees the other: bounded retries.
-_MAX_RIVAL_RETRIES = 32
+# After a collision, a trial passes over (its number mod this) free candidates.
+_SPREAD = 8
 
 
 class BaseNASSampler(BaseSampler):
@@ -167,6 +196,15 @@ class BaseNASSampler(BaseSampler):
         self, search_space: Mapping[str, BaseDistribution], constraints: Constraints | None
     ) -> SpaceContext:
         """A fresh context of ``search_space`` under ``constraints``."""
+        ctx = self._bare_context(search_space, constraints)
+        self._prepare_context(ctx, constraints)
+        return ctx
+
+    def _bare_context(
+        self, search_space: Mapping[str, BaseDistribution], constraints: Constraints | None
+    ) -> SpaceContext:
+        """A context of ``search_space`` under ``constraints`` without the subclass's state:
+        enough to measure rows."""
         space = self._space if isinstance(self._space, SearchSpace) else None
         metrics: Metrics | None = None
         if space is not None and dict(search_space) == space.distributions():
@@ -181,9 +219,7 @@ class BaseNASSampler(BaseSampler):
             if self._proxy_metrics is not None:
                 metrics = proxy_metrics_function(param_space, self._proxy_metrics)
         names, violations = violation_function(param_space, space, metrics, constraints)
-        ctx = self._context_class(param_space, space, names, violations, metrics)
-        self._prepare_context(ctx, constraints)
-        return ctx
+        return self._context_class(param_space, space, names, violations, metrics)
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
         """Fill in a subclass's per-space state of a new context (nothing by default)."""
@@ -193,7 +229,8 @@ class BaseNASSampler(BaseSampler):
     def _propose(
         self, study: Study, trial: FrozenTrial, ctx: SpaceContext, rows: StudyRows
     ) -> Claim:
-        """The row to claim for ``trial``: feasible, and not in ``rows.claimed``, unless the
+        """The row to claim for ``trial``: feasible, and not taken (the first of a ranking is
+        :meth:`StudyRows.pick <optuna_nars.samplers._context.StudyRows.pick>`), unless the
         feasible space is exhausted (then with ``Stage.REPEAT``)."""
         raise NotImplementedError
 
@@ -204,42 +241,73 @@ class BaseNASSampler(BaseSampler):
         if not search_space:
             return {}
         ctx = self._context(search_space)
+        fixed = trial.system_attrs.get("fixed_params") or {}
+        if set(ctx.param_space.names) <= set(fixed):
+            return {}  # every parameter fixed: claimed in before_trial
+        columns = fixed_columns(ctx, fixed)
         with self._lock:  # threads of one process: one claim at a time
+            # See the module docstring: the rounds end, and no two trials keep one row.
             lost: set[RowKey] = set()
-            claim = self._claim(study, trial, ctx, lost)
-            # Processes: claims are written before they are checked, so of two workers claiming
-            # the same candidate at once, at least the later writer sees the other on re-reading
-            # the storage; whoever sees a rival chooses again (at worst both move).
-            for _ in range(_MAX_RIVAL_RETRIES):
-                if claim.stage == Stage.REPEAT or not has_rival(study, trial, ctx, claim.row):
+            while True:
+                claim = self._claim(study, trial, ctx, lost, columns or {})
+                rivals = functools.partial(self._holders, study, trial, ctx, claim.row)
+                if claim.stage == Stage.REPEAT or keeps(rivals, trial.number):
                     break
                 lost.add(row_key(claim.row))
-                claim = self._claim(study, trial, ctx, lost)
+            settle_claim(study, trial, claim)
+            if columns is None:
+                _logger.warning(
+                    f"Trial {trial.number}: an enqueued parameter is not a value of the search "
+                    "space, so the trial's constraints cannot be measured and are not recorded."
+                )
+            else:
+                record_constraints(study, trial, ctx, claim.row, enqueued=bool(fixed))
         params = ctx.param_space.values_to_params(claim.row)[0]
-        fixed = trial.system_attrs.get("fixed_params") or {}
         return {k: v for k, v in params.items() if k not in fixed}
 
     def _claim(
-        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, lost: set[RowKey]
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        ctx: SpaceContext,
+        lost: set[RowKey],
+        fixed: dict[int, float],
     ) -> Claim:
-        """Propose a row that no other trial holds (nor one of ``lost``) and write the claim."""
+        """Propose a row that no other trial holds (nor one of ``lost``), as the trial runs it
+        (``fixed`` columns overriding the proposal), and publish it."""
         rows = read_rows(study, ctx, exclude=trial.number)
         rows.claimed |= lost
+        rows.fixed = fixed
+        rows.skip = trial.number % _SPREAD if lost else 0
         claim = self._propose(study, trial, ctx, rows)
-        write_claim(study, trial, ctx, claim)
+        row = rows.actual(claim.row)
+        if not np.array_equal(row, claim.row):
+            claim = Claim(row, claim.stage, quality=claim.quality)  # predicted another row
+        self._publish(study, trial, claim.row)
         return claim
 
+    # The storage accesses of a claim, one method each (a test forces lockstep through them).
+
+    def _publish(self, study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
+        publish_row(study, trial, row)
+
+    def _holders(
+        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray
+    ) -> list[tuple[int, bool]]:
+        return holders(study, trial, ctx, row)
+
     def _random_feasible_row(
-        self, ctx: SpaceContext, trial_number: int, claimed: set[RowKey]
+        self, ctx: SpaceContext, trial_number: int, rows: StudyRows
     ) -> np.ndarray | None:
-        """A fresh feasible random row not in ``claimed`` (a few thousand tries), or ``None``."""
+        """A fresh feasible random row not taken in ``rows`` (a few thousand tries), or
+        ``None``."""
         rng = np.random.default_rng([self._seed, trial_number])
         for _ in range(4):
             candidates = ctx.param_space.sample_values(
                 1024, seed=int(rng.integers(2**31)), method="random"
             )
             for row in candidates[ctx.feasible(candidates)]:
-                if row_key(row) not in claimed:
+                if not rows.taken(row):
                     return row
         return None
 
@@ -269,6 +337,29 @@ class BaseNASSampler(BaseSampler):
 
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._independent_sampler.before_trial(study, trial)
+        fixed = trial.system_attrs.get("fixed_params")
+        if fixed and not study._is_multi_objective():
+            self._claim_fixed(study, trial, fixed)
+
+    def _claim_fixed(self, study: Study, trial: FrozenTrial, fixed: Mapping[str, Any]) -> None:
+        """Claim the row of a trial whose parameters are all fixed (``enqueue_trial``; Optuna
+        never asks :meth:`sample_relative` for it) and record its constraints, before it runs.
+        It keeps the row whoever holds it: the user asked for it."""
+        search_space = self._relative_space(study)
+        if not search_space or not set(search_space) <= set(fixed):
+            return
+        try:
+            ctx = self._context(search_space)
+        except ValueError:
+            return  # no feasible candidate: sampling says so; after_trial records the values
+        columns = fixed_columns(ctx, fixed)
+        if columns is None:
+            return  # not a row of the space: nothing to claim or measure
+        row = np.array([columns[c] for c in range(len(ctx.param_space))], dtype=float)
+        with self._lock:
+            self._publish(study, trial, row)
+            settle_claim(study, trial, Claim(row, None))
+            record_constraints(study, trial, ctx, row, enqueued=True)
 
     def after_trial(
         self,
@@ -277,4 +368,29 @@ class BaseNASSampler(BaseSampler):
         state: TrialState,
         values: Sequence[float] | None,
     ) -> None:
-        self._independent_sampler.after_trial(study, trial, state, values)
+        try:
+            self._record_real_constraints(study, trial)
+        except Exception as e:  # noqa: BLE001 - user constraints: a failure must not end the study
+            _logger.warning(f"The constraints of trial {trial.number} were not recorded: {e!r}")
+        finally:
+            self._independent_sampler.after_trial(study, trial, state, values)
+
+    def _record_real_constraints(self, study: Study, trial: FrozenTrial) -> None:
+        """Record the constraints of the parameters ``trial`` ran, unless they are recorded
+        already: for a trial that ran before its space was known (the first of an inferred
+        space), or whose parameters did not come from a claim. Optuna calls
+        :meth:`after_trial` before it sets the trial's final state."""
+        if not self._constraints or study._is_multi_objective():
+            return
+        search_space = self._relative_space(study) or {
+            name: dist for name, dist in trial.distributions.items() if not dist.single()
+        }
+        if not search_space or not set(search_space) <= set(trial.params):
+            return
+        try:
+            ctx = self._context(search_space)
+        except ValueError:  # no feasible candidate; the trial's own values can still be measured
+            ctx = self._bare_context(search_space, self._constraints)
+        row = trial_row(trial, ctx)
+        if row is not None:
+            record_constraints(study, trial, ctx, row, enqueued=False)

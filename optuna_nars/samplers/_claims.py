@@ -1,14 +1,19 @@
 """Claims: how a sampler reserves a row for a running trial in the storage.
 
-A claim is written to the trial's system attributes (the row, chunked, under
-:data:`~optuna_nars._keys.PROPOSAL_KEY`, and Optuna's ``constraints:<name>`` values) and user
-attributes (the stage, the prediction) *before* the sampler returns, so that concurrent workers
-(threads or processes) read it as taken, and a fresh process continues a study where it stands.
+A claim is written in two steps. First the row alone (chunked, under
+:data:`~optuna_nars._keys.PROPOSAL_KEY` in the trial's system attributes): from then on,
+concurrent workers (threads or processes) read it as taken. Then, once the sampler has made sure
+no rival keeps the same row (:func:`holders`), the claim is settled (:func:`settle_claim`): the
+:data:`~optuna_nars._keys.CLAIM_KEPT_KEY` mark and the user attributes (the stage, the
+prediction), and Optuna's ``constraints:<name>`` values of the row (:func:`record_constraints`).
+All of it before the sampler returns, so that a fresh process continues a study where it stands.
 """
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +23,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from optuna_nars._keys import (
+    CLAIM_KEPT_KEY,
     CONSTRAINT_PREFIX,
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
@@ -29,9 +35,20 @@ from optuna_nars._keys import (
 from optuna_nars._storage import set_trial_chunked
 from optuna_nars.samplers._context import SpaceContext, row_key, trial_row
 
-__all__ = ["Claim", "has_rival", "write_claim"]
+__all__ = [
+    "Claim",
+    "holders",
+    "keeps",
+    "publish_row",
+    "record_constraints",
+    "settle_claim",
+]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
+
+# How long a claim waits for a higher-numbered rival's verdict (one storage read, normally)
+# before moving anyway: that rival's process may have died.
+_RIVAL_WAIT_SECONDS = 10.0
 
 
 @dataclass
@@ -39,27 +56,53 @@ class Claim:
     """A row proposed for a trial, with what is recorded alongside it."""
 
     row: np.ndarray
-    stage: Stage  # Stage.REPEAT (the feasible space is exhausted) is never re-chosen
+    # Stage.REPEAT (the feasible space is exhausted) is never re-chosen; None: not the
+    # sampler's choice (every parameter fixed by enqueue_trial).
+    stage: Stage | None
     predicted: float | None = None  # on the objective's scale, with predicted_std
     predicted_std: float | None = None
     # {"n_labels", "kendall_tau"} of the model behind the claim, published to the study.
     quality: dict[str, Any] | None = None
 
 
-def write_claim(study: Study, trial: FrozenTrial, ctx: SpaceContext, claim: Claim) -> None:
-    """Record ``claim`` on ``trial`` (the row first: that is what other workers read)."""
+def publish_row(study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
+    """Write ``row`` as the row ``trial`` holds: what other workers read."""
+    set_trial_chunked(study._storage, trial._trial_id, PROPOSAL_KEY, json.dumps(row.tolist()))
+
+
+def settle_claim(study: Study, trial: FrozenTrial, claim: Claim) -> None:
+    """Record that ``trial`` keeps ``claim`` (its row already published), with its stage and
+    prediction; the caller records its constraints."""
     storage, trial_id = study._storage, trial._trial_id
-    set_trial_chunked(storage, trial_id, PROPOSAL_KEY, json.dumps(claim.row.tolist()))
-    storage.set_trial_user_attr(trial_id, STAGE_KEY, Stage(claim.stage).value)
+    # First: workers waiting for this trial's verdict on the row stop waiting.
+    storage.set_trial_system_attr(trial_id, CLAIM_KEPT_KEY, True)
+    if claim.stage is not None:
+        storage.set_trial_user_attr(trial_id, STAGE_KEY, Stage(claim.stage).value)
     if claim.predicted is not None:
         storage.set_trial_user_attr(trial_id, PREDICTED_KEY, claim.predicted)
         storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, claim.predicted_std)
-    violations = ctx.violations(claim.row[None])[0]
-    for name, value in zip(ctx.constraint_names, violations, strict=True):
-        # Optuna's constraint convention, so the dashboard shows feasibility.
-        storage.set_trial_system_attr(trial_id, CONSTRAINT_PREFIX + name, float(value))
     if claim.quality is not None:
         _publish_quality(study, claim.quality)
+
+
+def record_constraints(
+    study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray, *, enqueued: bool
+) -> None:
+    """Record the constraint values of ``row``, the row ``trial`` runs, in Optuna's convention
+    (so that ``best_trial`` and the dashboard see feasibility); values ``trial`` already holds
+    are not written again. Warn when ``enqueued`` parameters break the budget: the user asked
+    for them, so the trial runs, recorded as infeasible."""
+    violations = ctx.violations(row[None])[0]
+    for name, value in zip(ctx.constraint_names, violations, strict=True):
+        key = CONSTRAINT_PREFIX + name
+        if trial.system_attrs.get(key) != float(value):
+            study._storage.set_trial_system_attr(trial._trial_id, key, float(value))
+    broken = {n: float(v) for n, v in zip(ctx.constraint_names, violations, strict=True) if v > 0}
+    if enqueued and broken:
+        _logger.warning(
+            f"Trial {trial.number} runs enqueued parameters that break the constraints "
+            f"(violations {broken}); it is recorded as infeasible."
+        )
 
 
 def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
@@ -73,12 +116,46 @@ def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
         )
 
 
-def has_rival(study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray) -> bool:
-    """Whether another trial holds ``row`` (read afresh from the storage)."""
+def holders(
+    study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray
+) -> list[tuple[int, bool]]:
+    """The other trials holding ``row`` (read afresh from the storage), as ``(number,
+    final)``: ``final`` when that trial keeps it for good (it settled its claim, has the
+    row's params, or has finished), else it is still deciding."""
     key = row_key(row)
+    out = []
     for t in study._get_trials(deepcopy=False, use_cache=False):
         if t.number != trial.number:
             other = trial_row(t, ctx)
             if other is not None and row_key(other) == key:
-                return True
-    return False
+                final = (
+                    bool(t.system_attrs.get(CLAIM_KEPT_KEY))
+                    or t.state.is_finished()
+                    or all(name in t.params for name in ctx.param_space.names)
+                )
+                out.append((t.number, final))
+    return out
+
+
+def keeps(read_holders: Callable[[], list[tuple[int, bool]]], number: int) -> bool:
+    """Whether trial ``number`` keeps the row it has just published, given ``read_holders``
+    (:func:`holders` of that row, read afresh on every call).
+
+    It keeps the row when no one else holds it; it moves when a lower-numbered or a settled
+    trial holds it. A higher-numbered rival still deciding either saw this claim (then it
+    moves) or checked before it was written (then it keeps its own): this trial cannot tell
+    which, so it waits for the verdict, moving after :data:`_RIVAL_WAIT_SECONDS` (moving is
+    always safe). Waits go to higher numbers only, so they end.
+    """
+    deadline = time.monotonic() + _RIVAL_WAIT_SECONDS
+    delay = 0.005
+    while True:
+        rivals = read_holders()
+        if not rivals:
+            return True
+        if any(other < number or final for other, final in rivals):
+            return False
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(delay)
+        delay = min(2 * delay, 0.2)

@@ -54,6 +54,8 @@ def check_constraints(
             "constraints must be a mapping like {'flops': 5e6} or a callable "
             f"params -> sequence of floats, got {type(constraints).__name__}."
         )
+    if not constraints:
+        return  # {}: no budget
     for name, limit in constraints.items():
         if not isinstance(limit, (int, float)) or not math.isfinite(limit):
             raise ValueError(f"constraints[{name!r}] must be a finite number, got {limit!r}.")
@@ -97,19 +99,34 @@ def violation_function(
     metrics: Metrics | None,
     constraints: Constraints | None,
 ) -> tuple[list[str], ViolationFunction]:
-    """The constraint names (one per column) and the violation function of ``constraints``:
-    a callable is one column ``"constraint"`` per value it returns (named once); a mapping is
-    ``cost - limit`` per name, sorted, from the cost model of ``space`` or else ``metrics``."""
-    if constraints is None:
+    """The constraint names (one per column) and the violation function of ``constraints``.
+
+    A callable returning one value is the column ``"constraint"``; returning several, the
+    columns ``"constraint_0"``, ``"constraint_1"``, ... (the count is learnt by calling it on
+    one random row of the space). A mapping is ``cost - limit`` per name, sorted, from the
+    cost model of ``space`` or else ``metrics``; ``None`` or ``{}`` is no column.
+    """
+    if constraints is None or (isinstance(constraints, Mapping) and not constraints):
         return [], lambda values: np.zeros((len(values), 0))
     if callable(constraints):
         fn = constraints
 
-        def call(values: np.ndarray) -> np.ndarray:
-            rows = [list(map(float, fn(p))) for p in param_space.values_to_params(values)]
-            return np.array(rows, dtype=float).reshape(len(values), -1)
+        def evaluate(values: np.ndarray) -> list[list[float]]:
+            return [list(map(float, fn(p))) for p in param_space.values_to_params(values)]
 
-        return ["constraint"], call
+        width = len(evaluate(param_space.sample_values(1, seed=0, method="random"))[0])
+
+        def call(values: np.ndarray) -> np.ndarray:
+            rows = evaluate(values)
+            if any(len(r) != width for r in rows):
+                raise ValueError(
+                    f"The constraints callable returned {width} values for one candidate and "
+                    "a different number for another; it must always return as many."
+                )
+            return np.array(rows, dtype=float).reshape(len(values), width)
+
+        names = ["constraint"] if width == 1 else [f"constraint_{j}" for j in range(width)]
+        return names, call
     limits = dict(constraints)
     names = sorted(limits)
     if space is not None:

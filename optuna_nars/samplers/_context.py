@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import optuna
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial
 
@@ -28,11 +31,14 @@ __all__ = [
     "SpaceContext",
     "StudyRows",
     "direction_sign",
+    "fixed_columns",
     "labelled_rows",
     "read_rows",
     "row_key",
     "trial_row",
 ]
+
+_logger = optuna.logging.get_logger("optuna." + __name__)
 
 RowKey = tuple[float, ...]
 
@@ -60,11 +66,46 @@ class SpaceContext:
 
 @dataclass
 class StudyRows:
-    """The study as rows: what was tried, what is running, what must not be proposed again."""
+    """The study as rows: what was tried, what is running, what must not be proposed again.
+
+    A proposal for the trial being sampled is read through :meth:`actual` (its fixed
+    parameters, from ``enqueue_trial``, override the proposal) and :meth:`pick` (the first
+    candidate of a ranking whose actual row is free, or, with ``skip``, a later one).
+    """
 
     rows: dict[int, np.ndarray]  # trial number -> values row
     claimed: set[RowKey]  # evaluated, running or failed: never proposed again
     trials: list[FrozenTrial]
+    fixed: dict[int, float] = field(default_factory=dict)  # column -> raw value, from fixed params
+    # Free candidates to pass over before taking one: spreads workers that rank alike apart
+    # once they have collided (see BaseNASSampler.sample_relative).
+    skip: int = 0
+
+    def actual(self, row: np.ndarray) -> np.ndarray:
+        """``row`` as the trial will run it: the fixed parameters override the proposal."""
+        if not self.fixed:
+            return row
+        out = np.array(row, dtype=float)
+        out[list(self.fixed)] = list(self.fixed.values())
+        return out
+
+    def taken(self, row: np.ndarray) -> bool:
+        """Whether the trial running proposal ``row`` would repeat a claimed row."""
+        return row_key(self.actual(row)) in self.claimed
+
+    def pick(self, values: np.ndarray) -> int | None:
+        """The index of the candidate of ``values`` (best first) to propose: the first whose
+        actual row is not taken after passing over ``skip`` free ones (fewer if there are not
+        that many); ``None`` if every one is taken."""
+        chosen = None
+        passed = 0
+        for i, row in enumerate(values):
+            if not self.taken(row):
+                chosen = i
+                if passed == self.skip:
+                    break
+                passed += 1
+        return chosen
 
 
 def row_key(row: np.ndarray) -> RowKey:
@@ -89,10 +130,28 @@ def trial_row(trial: FrozenTrial, ctx: SpaceContext) -> np.ndarray | None:
             return None  # params from another space version
     text = get_chunked(trial.system_attrs, PROPOSAL_KEY)
     if text is not None:
-        row = np.asarray(json.loads(text), dtype=float)
+        try:
+            row = np.asarray(json.loads(text), dtype=float)
+        except (ValueError, TypeError):
+            # Another worker is rewriting its claim (chunks of two writes): unknown for now.
+            _logger.debug(f"The claim of trial {trial.number} cannot be read yet: {text[:80]!r}")
+            return None
         if row.shape == (len(names),):
             return row
     return None
+
+
+def fixed_columns(ctx: SpaceContext, fixed: Mapping[str, Any]) -> dict[int, float] | None:
+    """The columns and raw values of the parameters of ``fixed`` (``enqueue_trial``'s) that are
+    in the space; ``None`` if one of them is not a value of its dimension."""
+    out: dict[int, float] = {}
+    for c, p in enumerate(ctx.param_space.params):
+        if p.name in fixed:
+            try:
+                out[c] = float(p.dim.to_raw(fixed[p.name]))
+            except (ValueError, TypeError):
+                return None
+    return out
 
 
 def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows:
@@ -124,6 +183,7 @@ def labelled_rows(study: Study, rows: StudyRows) -> tuple[list[int], np.ndarray,
     sign = direction_sign(study)
     labels = trial_labels(study, rows.trials)
     numbers = sorted(n for n, y in labels.items() if n in rows.rows and math.isfinite(y))
-    x = np.array([rows.rows[n] for n in numbers]).reshape(len(numbers), -1)
+    width = len(next(iter(rows.rows.values()))) if rows.rows else 0
+    x = np.array([rows.rows[n] for n in numbers], dtype=float).reshape(len(numbers), width)
     y = sign * np.array([labels[n] for n in numbers], dtype=float)
     return numbers, x, y

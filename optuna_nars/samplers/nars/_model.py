@@ -82,9 +82,11 @@ def pretrain_predictor(
     seed: int,
 ) -> NARSPredictor:
     """A copy of ``template`` whose encoder learned ``metrics`` (log-scaled when positive) of
-    ``n_pretrain`` random architectures: free labels. Without metrics, just the copy."""
+    ``n_pretrain`` random architectures: free labels. Without metrics, or without
+    architecture parameters (a recipe-only search: nothing to pretrain on), just the copy."""
     predictor = template.clone(seed=seed)
-    if metrics is not None and n_pretrain > 0:
+    has_architecture = len(param_space.part_columns("architecture")) > 0
+    if metrics is not None and n_pretrain > 0 and has_architecture:
         sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
         m = metrics(sample)
         proxy = np.column_stack(

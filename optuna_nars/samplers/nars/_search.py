@@ -15,7 +15,7 @@ from optuna.study import Study
 
 from optuna_nars._validation import check_int
 from optuna_nars.candidate import Candidate
-from optuna_nars.samplers._constraints import Constraints
+from optuna_nars.samplers._constraints import Constraints, check_constraints
 from optuna_nars.samplers._context import (
     RowKey,
     SpaceContext,
@@ -75,8 +75,12 @@ def search(
     sampler: NARSSampler, study: Study, constraints: Constraints | None, n: int
 ) -> list[Proposal]:
     """:meth:`NARSSampler.search`: ``sampler``'s predictor, refit on every labelled trial of
-    ``study``, searched under ``constraints``; its pretrained encoder is reused."""
+    ``study``, searched under ``constraints`` (``None``: the sampler's own; ``{}``: none); its
+    pretrained encoder is reused."""
     n = check_int("n", n, minimum=1)
+    if constraints is None:
+        constraints = sampler.constraints
+    check_constraints(constraints, sampler._space, sampler._proxy_metrics)
     sampler._raise_error_if_multi_objective(study)
     search_space = sampler._relative_space(study)
     if not search_space:

@@ -48,7 +48,6 @@ from optuna_nars.samplers._context import (
     StudyRows,
     direction_sign,
     labelled_rows,
-    row_key,
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
@@ -95,7 +94,9 @@ class NARSSampler(BaseNASSampler):
         constraints: Known resource budgets, enforced *before* a trial: no infeasible candidate
             is ever proposed. A mapping ``{"flops": 5e6, "params": 1e5}`` (with a SearchSpace, or
             naming outputs of ``proxy_metrics``), or a callable ``params -> sequence of floats``
-            (``<= 0`` feasible). The values are recorded on each trial as Optuna constraints.
+            (``<= 0`` feasible). The values are recorded on each trial as Optuna constraints
+            (a callable's as ``constraint``, or ``constraint_0``, ``constraint_1``, ... when it
+            returns several), from the parameters the trial runs, enqueued ones included.
         proxy_metrics: For a generic space, ``params -> {name: value}`` of free architecture
             statistics (model size, FLOPs) used to pretrain the predictor's encoder.
         architecture_params: For a generic space, which parameters describe the architecture
@@ -253,12 +254,12 @@ class NARSSampler(BaseNASSampler):
         rankings.append((ctx.pool, None, None))
         sign = direction_sign(study)
         for values, mean, std in rankings:
-            for i, row in enumerate(values):
-                if row_key(row) not in rows.claimed:
-                    claim = Claim(row, stage, quality=quality)
-                    return _with_prediction(claim, fit, mean, std, i, sign)
+            i = rows.pick(values)
+            if i is not None:
+                claim = Claim(values[i], stage, quality=quality)
+                return _with_prediction(claim, fit, mean, std, i, sign)
         # Every pool point is taken: continue with fresh feasible random points.
-        row = self._random_feasible_row(ctx, trial.number, rows.claimed)
+        row = self._random_feasible_row(ctx, trial.number, rows)
         if row is not None:
             return Claim(row, Stage.RANDOM)
         # A small space can be exhausted; then, as Optuna's samplers do, repeat the best.
@@ -295,7 +296,19 @@ class NARSSampler(BaseNASSampler):
     ) -> list[Proposal]:
         """The top ``n`` predicted architecture-recipe pairs for a *new* budget, from the
         study's labelled trials, with no training: refit the predictor, filter a fresh pool by
-        the new constraints, run the genetic search over the predictor, and rank."""
+        the new constraints, run the genetic search over the predictor, and rank.
+
+        Args:
+            study: A single-objective study with at least two labelled trials of different
+                values.
+            constraints: The budget, as for the constructor (checked the same way). ``None``
+                (the default) is the sampler's own budget; ``{}`` searches with no budget.
+            n: How many proposals to return.
+
+        Raises:
+            ValueError: If the budget is malformed or no candidate meets it, or the study has
+                fewer than two distinct labels.
+        """
         return search(self, study, constraints, n)
 
 
