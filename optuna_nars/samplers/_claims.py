@@ -28,6 +28,7 @@ from optuna_nars._keys import (
 )
 from optuna_nars._storage import set_trial_chunked
 from optuna_nars.samplers._context import SpaceContext, row_key, trial_row
+from optuna_nars.stale import released_trials
 
 __all__ = ["Claim", "has_rival", "write_claim"]
 
@@ -76,8 +77,10 @@ def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
 def has_rival(study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray) -> bool:
     """Whether another trial holds ``row`` (read afresh from the storage)."""
     key = row_key(row)
-    for t in study._get_trials(deepcopy=False, use_cache=False):
-        if t.number != trial.number:
+    trials = study._get_trials(deepcopy=False, use_cache=False)
+    released = released_trials(study, trials)  # failed by an interruption: no longer held
+    for t in trials:
+        if t.number != trial.number and t.number not in released:
             other = trial_row(t, ctx)
             if other is not None and row_key(other) == key:
                 return True
