@@ -46,6 +46,8 @@ _EXPORTS = {
     "export_trial": "optuna_nars.export",
     "load_candidate": "optuna_nars.export",
     "retarget": "optuna_nars.retarget",
+    "fail_stale_trials": "optuna_nars.stale",
+    "release_stale_trial": "optuna_nars.stale",
 }
 
 __all__ = [
@@ -73,9 +75,11 @@ __all__ = [
     "count_flops",
     "count_params",
     "export_trial",
+    "fail_stale_trials",
     "get_label_step",
     "load_candidate",
     "load_dataset",
+    "release_stale_trial",
     "retarget",
     "space_costs",
     "train_candidate",
@@ -107,4 +111,5 @@ if TYPE_CHECKING:
         SearchSpace,
         StageSpec,
     )
+    from optuna_nars.stale import fail_stale_trials, release_stale_trial
     from optuna_nars.training import ClassificationObjective, TrainResult, train_candidate

@@ -9,12 +9,14 @@ Study system attributes (shared by all workers of a study):
 * :data:`PREDICTOR_QUALITY_KEY`: labels used and cross-validated Kendall tau of the latest refit.
 * :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
+* :data:`INTERRUPTED_PREFIX` + a trial number: why that trial was failed as interrupted, for
+  trials that could no longer be written when the interruption was found (RDB heartbeat).
 
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
 :data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`CALIBRATION_ATTR`,
-:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`.
+:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`, :data:`INTERRUPTED_ATTR`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ CALIBRATION_INFO_KEY = "nars:calibration_info"
 PREDICTOR_QUALITY_KEY = "nars:predictor"
 SPACE_KEY = "nars:space"
 SETTINGS_KEY = "nars:search"
+INTERRUPTED_PREFIX = "nars:interrupted:"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"
@@ -44,6 +47,8 @@ CALIBRATION_ATTR = "nars:calibration"
 # the study's LABEL_STEP_KEY although the dashboard shows both under the same name.
 TRIAL_LABEL_STEP_ATTR = "nars:label_step"
 ERROR_ATTR = "nars:error"
+# Why a trial was failed as interrupted (worker killed, Ctrl-C): its candidate may run again.
+INTERRUPTED_ATTR = "nars:interrupted"
 
 
 class Stage(str, Enum):

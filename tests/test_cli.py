@@ -178,7 +178,7 @@ def test_search_refuses_mismatches_and_reports_errors(
     assert "not a single-objective maximisation study" in capsys.readouterr().err
 
     fresh = f"sqlite:///{tmp_path / 'fresh.db'}"
-    assert cli_main(["search", "--dataset", "imagenet-22k", "--storage", fresh]) == 1
+    assert cli_main(["search", "--dataset", "imagenet-22k", "--storage", fresh]) == 2
     assert "imagenet-22k" in capsys.readouterr().err
     assert cli_main(["search", "--max-flops", "10", "--storage", fresh]) == 1
     assert "the cheapest candidate needs" in capsys.readouterr().err
@@ -331,9 +331,9 @@ def test_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["space", "--max-params", "10", "--samples", "200"]) == 1
     assert "no sampled candidate meets" in capsys.readouterr().err
     path.write_text('{"stages": [], "bogus": 1}')
-    assert cli_main(["space", "--space", str(path)]) == 1
+    assert cli_main(["space", "--space", str(path)]) == 2  # a bad argument
     assert "Unknown search-space fields" in capsys.readouterr().err
-    assert cli_main(["space", "--space", "nowhere.json"]) == 1
+    assert cli_main(["space", "--space", "nowhere.json"]) == 2
     assert "neither a preset" in capsys.readouterr().err
 
 

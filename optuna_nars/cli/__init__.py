@@ -1,17 +1,23 @@
-"""The ``optuna-nars`` command line: ``search``, ``retarget``, ``export`` and ``space``.
+"""The ``optuna-nars`` command line: ``search``, ``retarget``, ``export``, ``space`` and
+``fail-stale``.
 
-Exit codes: 0 success, 1 a run-time error (unknown dataset, unreachable storage, missing study, a
-budget no candidate meets, ...), 2 bad arguments (from argparse), 130 interrupted (Ctrl-C).
-Messages go to stderr; results (tables, JSON) to stdout.
+Exit codes: 0 success; 1 a run-time error (missing dataset files, unreachable storage or missing
+driver, missing study, a budget no candidate meets, a sampler failure during ``search``, ...);
+2 bad arguments (from argparse, or found later: an unknown ``--space`` preset or dataset name, a
+malformed ``--storage``); 130 interrupted (Ctrl-C). Messages go to stderr; results (tables,
+JSON) to stdout.
 
 Layout, one concept per module:
 
 - ``_main``: :func:`main`, which parses, runs the command and maps errors to exit codes;
-- ``_errors``: the exit codes and :class:`CLIError`;
+- ``_errors``: the exit codes, :class:`CLIError` and :class:`UsageError`;
 - ``_parser``: the parser (one function per command), shared options and value types;
-- ``_study``: opening spaces, storages, existing studies and a study's stored space;
+- ``_storages``: what ``--storage`` may be (database URLs, Redis, journal files) and opening it;
+- ``_study``: opening spaces, existing studies and a study's stored space;
 - ``_format``: tables, numbers, durations, budgets and the per-trial progress line;
-- ``search``, ``retarget``, ``export``, ``space``: one module per command (``cmd_<name>``).
+- ``_run``: how ``search`` runs its trials (how many; sampler failures; Ctrl-C);
+- ``search``, ``retarget``, ``export``, ``space``, ``fail_stale``: one module per command
+  (``cmd_<name>``).
 
 Only the parser is imported here: a command's module, and torch with it, loads when the command
 runs, so ``optuna-nars --help`` answers at once. For the same reason the commands' functions are
@@ -20,7 +26,14 @@ not re-exported here; import them from their modules (``optuna_nars.cli.search.c
 
 from __future__ import annotations
 
-from optuna_nars.cli._errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CLIError
+from optuna_nars.cli._errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CLIError,
+    UsageError,
+)
 from optuna_nars.cli._main import main
 from optuna_nars.cli._parser import DEFAULT_STORAGE, DEFAULT_STUDY, PRESETS, build_parser
 
@@ -33,6 +46,7 @@ __all__ = [
     "EXIT_USAGE",
     "PRESETS",
     "CLIError",
+    "UsageError",
     "build_parser",
     "main",
 ]

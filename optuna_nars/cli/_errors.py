@@ -10,6 +10,7 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "CLIError",
+    "UsageError",
     "to_stderr",
 ]
 
@@ -18,6 +19,11 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 class CLIError(Exception):
     """An error the user can fix; printed without a traceback, exit code 1."""
+
+
+class UsageError(CLIError):
+    """A bad argument found after parsing (an unknown preset, a malformed URL); exit code 2,
+    as argparse's own."""
 
 
 def to_stderr(message: str) -> None:

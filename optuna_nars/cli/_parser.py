@@ -8,21 +8,28 @@ Nothing here imports torch, NumPy or Optuna, so that ``optuna-nars --help`` and
 from __future__ import annotations
 
 import argparse
+import datetime
 import math
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
 from optuna_nars import __version__
 
 __all__ = [
+    "DEFAULT_N_TRIALS",
     "DEFAULT_STORAGE",
     "DEFAULT_STUDY",
     "PRESETS",
     "budget_from_args",
+    "at_least_2",
+    "at_least_3",
     "build_parser",
+    "duration",
     "non_negative_int",
     "positive_float",
     "positive_int",
+    "seed",
     "set_torch_threads",
     "threshold",
 ]
@@ -30,6 +37,7 @@ __all__ = [
 PRESETS = ("tiny", "cifar", "fbnetv3")
 DEFAULT_STORAGE = "sqlite:///optuna-nars.db"
 DEFAULT_STUDY = "nars"
+DEFAULT_N_TRIALS = 20
 
 _T = TypeVar("_T", int, float)
 
@@ -57,6 +65,10 @@ def _checked(convert: Callable[[str], _T], is_valid: Callable[[_T], bool], requi
 
 positive_int = _checked(int, lambda v: v >= 1, "an integer >= 1", "positive_int")
 non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0", "non_negative_int")
+seed = _checked(int, lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)", "seed")
+# What the library requires: a split needs two samples, a rank correlation three trials.
+at_least_2 = _checked(int, lambda v: v >= 2, "an integer >= 2", "at_least_2")
+at_least_3 = _checked(int, lambda v: v >= 3, "an integer >= 3", "at_least_3")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
                           "positive_float")
 
@@ -67,6 +79,19 @@ def threshold(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"must lie in (0, 1], got {text}")
     return value
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> datetime.timedelta:
+    """A duration such as ``90s``, ``10m``, ``2h``, ``1h30m`` or ``1.5d`` (a unit is required)."""
+    parts = _DURATION.findall(text.strip().lower())
+    if not parts or "".join(n + u for n, u in parts) != text.strip().lower():
+        raise argparse.ArgumentTypeError(
+            f"must be a duration with a unit, such as 90s, 10m, 2h or 1h30m, got {text!r}")
+    return datetime.timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
 def _dataset_names() -> list[str]:
@@ -81,7 +106,9 @@ def _dataset_names() -> list[str]:
 
 def _study_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", default=DEFAULT_STORAGE,
-                        help=f"Optuna storage URL (default: {DEFAULT_STORAGE})")
+                        help="a database URL (sqlite:///..., postgresql://..., mysql+pymysql://"
+                        "...), redis://... or a JournalStorage file (an existing one, or a new "
+                        f"*.log) (default: {DEFAULT_STORAGE})")
     parser.add_argument("--study-name", default=DEFAULT_STUDY,
                         help=f"study name (default: {DEFAULT_STUDY})")
 
@@ -126,20 +153,25 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
     search.add_argument("--epochs", type=positive_int, default=None,
                         help="epochs per full-length trial (default: 4)")
     search.add_argument("--batch-size", type=positive_int, default=None, help="(default: 64)")
-    search.add_argument("--max-train-samples", type=positive_int, default=None,
+    search.add_argument("--max-train-samples", type=at_least_2, default=None,
                         help="cap the training pool (for quick runs on large datasets)")
-    search.add_argument("--n-trials", type=positive_int, default=20,
-                        help="trials to run now (default: 20)")
+    how_many = search.add_mutually_exclusive_group()
+    how_many.add_argument("--n-trials", type=positive_int, default=None,
+                          help=f"trials to run now (default: {DEFAULT_N_TRIALS})")
+    how_many.add_argument("--total-trials", type=positive_int, default=None, metavar="N",
+                          help="run until the study has N finished trials (trials failed by an "
+                          "interruption not counted: their candidates run again); the same "
+                          "command resumes an interrupted search")
     _budget_options(search)
     _study_options(search)
     search.add_argument("--n-jobs", type=positive_int, default=1,
                         help="trials in parallel threads (default: 1)")
-    search.add_argument("--seed", type=int, default=None, help="(default: 0)")
+    search.add_argument("--seed", type=seed, default=None, help="(default: 0)")
     search.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: auto)")
     search.add_argument("--threads", type=positive_int, default=None,
                         help="CPU threads for torch (default: torch's; 1 is best on a busy "
                         "machine)")
-    search.add_argument("--calibration-trials", type=positive_int, default=None,
+    search.add_argument("--calibration-trials", type=at_least_3, default=None,
                         help="full-length trials before early stopping (default: 6)")
     search.add_argument("--threshold", type=threshold, default=None,
                         help="rank correlation that fixes the label step (default: 0.9)")
@@ -169,7 +201,7 @@ def _retarget_arguments(retarget: argparse.ArgumentParser) -> None:
                           help="stdout format (default: table)")
     retarget.add_argument("--space", default=None,
                           help="the space, for studies made in Python without one stored")
-    retarget.add_argument("--seed", type=int, default=None,
+    retarget.add_argument("--seed", type=seed, default=None,
                           help="predictor seed (default: the study's)")
     retarget.add_argument("--threads", type=positive_int, default=None,
                           help="CPU threads for torch (default: torch's)")
@@ -197,6 +229,16 @@ def _space_arguments(space: argparse.ArgumentParser) -> None:
                        help="print the space as JSON (a start for a custom --space file)")
 
 
+def _fail_stale_arguments(fail_stale: argparse.ArgumentParser) -> None:
+    _study_options(fail_stale)
+    fail_stale.add_argument("--older-than", type=duration, required=True, metavar="DURATION",
+                            help="fail the trials RUNNING for longer than this, e.g. 90s, 10m, "
+                            "2h; make it longer than your longest trial (a live worker whose "
+                            "trial was failed stops with an error)")
+    fail_stale.add_argument("--dry-run", action="store_true",
+                            help="list the trials that would be failed; change nothing")
+
+
 # Each command: its name, the function adding its options, its line in ``optuna-nars --help``
 # and the description its own ``--help`` starts with.
 _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str], ...] = (
@@ -218,6 +260,12 @@ _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str]
      "describe a search space",
      "Parameters, size, FLOPs and parameter ranges of a space, and how much of it fits a budget "
      "(exit code 1 if nothing does)."),
+    ("fail-stale", _fail_stale_arguments,
+     "fail the trials of killed workers, so that their candidates run again",
+     "Mark FAIL the trials RUNNING for longer than --older-than, recording why (the trial "
+     "attribute nars:interrupted), so that the sampler proposes their candidates again. For "
+     "storages without a heartbeat (JournalStorage files, Redis), where a killed worker's trial "
+     "stays RUNNING forever. Safe to run while workers run, and from two places at once."),
 )
 
 

@@ -1,5 +1,6 @@
-"""Opening what the commands work on: search spaces (a preset or a JSON file), storages, existing
-studies and the space a study was searched with. Every failure becomes a :class:`CLIError`."""
+"""Opening what the commands work on: search spaces (a preset or a JSON file), existing studies
+and the space a study was searched with (storages: :mod:`optuna_nars.cli._storages`). Every
+failure becomes a :class:`CLIError`, a bad ``--space`` a :class:`UsageError`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import optuna
 
-from optuna_nars.cli._errors import CLIError
+from optuna_nars.cli._errors import CLIError, UsageError
 from optuna_nars.cli._parser import PRESETS
 from optuna_nars.export import load_study_space
 from optuna_nars.space import SearchSpace
@@ -16,7 +17,6 @@ __all__ = [
     "check_single_maximize",
     "load_existing_study",
     "load_space",
-    "open_storage",
     "space_of_study",
     "stored_space",
     "study_names",
@@ -35,40 +35,17 @@ def load_space(spec: str, in_channels: int | None = None, num_classes: int | Non
         return getattr(SearchSpace, spec)(**kwargs)
     path = Path(spec)
     if not path.is_file():
-        raise CLIError(f"--space {spec!r} is neither a preset {PRESETS} nor a JSON file.")
+        raise UsageError(f"--space {spec!r} is neither a preset {PRESETS} nor a JSON file.")
     try:
         space = SearchSpace.from_json(path.read_text())
     except (ValueError, TypeError) as err:
-        raise CLIError(f"--space {spec}: {err}") from None
+        raise UsageError(f"--space {spec}: {err}") from None
     changes = {}
     if in_channels is not None and in_channels != space.in_channels:
         changes["in_channels"] = in_channels
     if num_classes is not None and num_classes != space.num_classes:
         changes["num_classes"] = num_classes
     return space.replace(**changes) if changes else space
-
-
-def _sqlite_path(url: str) -> Path | None:
-    if not url.startswith("sqlite:///"):
-        return None
-    path = url[len("sqlite:///"):].split("?", 1)[0]
-    return None if path in ("", ":memory:") else Path(path)
-
-
-def open_storage(url: str, *, must_exist: bool = False) -> optuna.storages.BaseStorage:
-    """Open an Optuna storage URL, turning every failure into a :class:`CLIError`.
-
-    With ``must_exist``, a SQLite file that does not exist is an error rather than created empty
-    (reading commands should not leave a stray database behind a typo).
-    """
-    path = _sqlite_path(url)
-    if must_exist and path is not None and not path.is_file():
-        raise CLIError(f"cannot open storage {url!r}: no such database file {str(path)!r}.")
-    try:
-        return optuna.storages.get_storage(url)
-    except Exception as err:  # storages raise many kinds; all mean "cannot open it"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CLIError(f"cannot open storage {url!r}: {first}") from None
 
 
 def study_names(storage: optuna.storages.BaseStorage, url: str) -> list[str]:

@@ -9,10 +9,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
+from optuna_nars.cli._storages import open_storage
 from optuna_nars.cli._study import (
     check_single_maximize,
     load_existing_study,
-    open_storage,
     space_of_study,
 )
 from optuna_nars.export import export_trial, write_export

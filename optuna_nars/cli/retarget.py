@@ -13,10 +13,10 @@ from typing import Any
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
 from optuna_nars.cli._format import budget_text, format_scaled, table
 from optuna_nars.cli._parser import budget_from_args, set_torch_threads
+from optuna_nars.cli._storages import open_storage
 from optuna_nars.cli._study import (
     check_single_maximize,
     load_existing_study,
-    open_storage,
     space_of_study,
 )
 from optuna_nars.cost import METRICS

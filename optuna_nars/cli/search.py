@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shlex
 from collections.abc import Mapping
 from typing import Any
@@ -14,19 +15,27 @@ from optuna.trial import TrialState
 
 from optuna_nars import NARSSampler, __version__
 from optuna_nars._keys import PREDICTOR_QUALITY_KEY
-from optuna_nars.cli._errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, to_stderr
+from optuna_nars.cli._errors import EXIT_INTERRUPTED, EXIT_OK, CLIError, UsageError, to_stderr
 from optuna_nars.cli._format import ProgressPrinter, best_trials_table, budget_text
 from optuna_nars.cli._parser import set_torch_threads
+from optuna_nars.cli._run import (
+    StopAtTotal,
+    TrialPlan,
+    WatchedObjective,
+    raised_by_sampler,
+    trial_plan,
+)
+from optuna_nars.cli._storages import open_storage
 from optuna_nars.cli._study import (
     check_single_maximize,
     load_space,
-    open_storage,
     stored_space,
     study_names,
 )
 from optuna_nars.cost import METRICS
 from optuna_nars.dashboard import DashboardCallback, DashboardObjective
 from optuna_nars.data import DatasetInfo, dataset_info
+from optuna_nars.data.catalog import parse_name
 from optuna_nars.export import load_search_settings, save_search_settings, save_study_space
 from optuna_nars.labels import get_label_step
 from optuna_nars.pruner import EarlyStoppingPruner
@@ -82,11 +91,39 @@ def _resolve_search_settings(
     return settings
 
 
+# The data module's messages name its Python arguments; on the command line, name the flags.
+_CLI_WORDS = (
+    (r"\bdownload=True\b", "--download"),
+    (r"\bdataset='folder:<path>'", "--dataset folder:<path>"),
+    (r"\bdata_dir=", "--data-dir "),
+    (r"\bdata_dir\b", "--data-dir"),
+)
+
+
+def in_cli_words(message: str) -> str:
+    """A data-loading message with the Python arguments it names as command-line flags."""
+    for pattern, flag in _CLI_WORDS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
+def _check_dataset_name(name: str | None) -> None:
+    """An unknown ``--dataset`` name is a bad argument (its files are looked for later, with
+    the resumed study's data directory)."""
+    if name is not None:
+        try:
+            parse_name(name, data_dir=".")  # any folder: only the name is checked here
+        except ValueError as err:
+            raise UsageError(in_cli_words(str(err))) from None
+
+
 def _dataset(settings: Mapping[str, Any], download: bool) -> DatasetInfo:
     try:
         return dataset_info(settings["dataset"], data_dir=settings["data_dir"], download=download)
-    except (ValueError, FileNotFoundError) as err:
-        raise CLIError(str(err)) from None
+    except ValueError as err:  # an unknown name: a bad argument
+        raise UsageError(in_cli_words(str(err))) from None
+    except FileNotFoundError as err:  # the files are missing: fix the machine, not the command
+        raise CLIError(in_cli_words(str(err))) from None
 
 
 def _search_space(args: argparse.Namespace, existing: optuna.Study | None,
@@ -108,6 +145,21 @@ def _search_space(args: argparse.Namespace, existing: optuna.Study | None,
                            "with this space (its trials have other parameters); use another "
                            "--study-name.")
     return space, saved
+
+
+def _check_device(device: str | None) -> None:
+    """A misspelt ``--device`` is a bad argument; a missing GPU is this machine's state."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError) as err:
+        raise UsageError(f"--device {device!r}: {err}") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: no CUDA device is available here; use --device cpu "
+                       "or leave --device out.")
 
 
 def _search_parts(
@@ -151,10 +203,14 @@ def _open_study(storage: optuna.storages.BaseStorage, args: argparse.Namespace,
                        f"{err}") from None
 
 
-def _callbacks(study: optuna.Study, space: SearchSpace, budget: Mapping[str, float],
-               args: argparse.Namespace) -> tuple[list[Any], DashboardCallback | None]:
-    """The per-trial callbacks (dashboard note and plots, progress line) and the dashboard one."""
-    callbacks: list[Any] = []
+def _callbacks(
+    study: optuna.Study, space: SearchSpace, budget: Mapping[str, float],
+    args: argparse.Namespace, plan: TrialPlan,
+) -> tuple[list[Any], DashboardCallback | None]:
+    """The per-trial callbacks (dashboard note and plots, progress line, the stop at
+    ``--total-trials``) and the dashboard one."""
+    # With --n-trials, this process runs that many whatever other workers do.
+    callbacks: list[Any] = [StopAtTotal(plan.total)] if args.total_trials is not None else []
     dashboard = None
     if args.dashboard:
         dashboard = DashboardCallback(space, constraints=budget, every=1,
@@ -164,12 +220,21 @@ def _callbacks(study: optuna.Study, space: SearchSpace, budget: Mapping[str, flo
         callbacks.append(dashboard)
         to_stderr(f"Watch it live: optuna-dashboard {shlex.quote(args.storage)}")
     if args.progress:
-        callbacks.append(ProgressPrinter(args.n_trials))
+        callbacks.append(ProgressPrinter(plan.now))
     return callbacks, dashboard
 
 
-def _optimize(study: optuna.Study, objective: ClassificationObjective, callbacks: list[Any],
-              args: argparse.Namespace) -> bool:
+def _resume_hint(args: argparse.Namespace, plan: TrialPlan) -> str:
+    """How to finish the search after Ctrl-C: the same total, not ``--n-trials`` more."""
+    if args.total_trials is not None:
+        return "resume with the same command"
+    return (f"to finish its {plan.total} trials, resume with `optuna-nars search --storage "
+            f"{shlex.quote(args.storage)} --study-name {shlex.quote(args.study_name)} "
+            f"--total-trials {plan.total}` (the same command would run --n-trials more)")
+
+
+def _optimize(study: optuna.Study, objective: WatchedObjective, callbacks: list[Any],
+              args: argparse.Namespace, plan: TrialPlan) -> bool:
     """Run the trials; ``True`` if Ctrl-C stopped them."""
     interrupted = False
     quiet_interrupt = _DropKeyboardInterrupt()
@@ -178,16 +243,17 @@ def _optimize(study: optuna.Study, objective: ClassificationObjective, callbacks
     for handler in handlers:
         handler.addFilter(quiet_interrupt)
     try:
-        study.optimize(
-            DashboardObjective(objective, note=args.dashboard),
-            n_trials=args.n_trials,
-            n_jobs=args.n_jobs,
-            callbacks=callbacks,
-            catch=(RuntimeError,),
-        )
+        study.optimize(objective, n_trials=plan.now, n_jobs=args.n_jobs, callbacks=callbacks,
+                       catch=(RuntimeError,))
     except KeyboardInterrupt:
         interrupted = True
-        to_stderr("Interrupted: the running trial is marked FAIL; resume with the same command.")
+        to_stderr("Interrupted: the running trial is marked FAIL and its candidate will run "
+                  f"again; {_resume_hint(args, plan)}.")
+    except Exception as err:
+        if not raised_by_sampler(err):
+            raise
+        # Raised outside the objective (or not a RuntimeError): Optuna logged the traceback.
+        objective.sampler_failed(None, err)
     finally:
         for handler in handlers:
             handler.removeFilter(quiet_interrupt)
@@ -220,6 +286,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     if not args.verbose:
         # The progress lines and the summary replace Optuna's per-trial log lines.
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Bad arguments are refused before a storage is created.
+    _check_dataset_name(args.dataset)
+    _check_device(args.device)
     storage = open_storage(args.storage)
     existing = _existing_study(storage, args)
     stored = load_search_settings(existing) if existing is not None else {}
@@ -232,14 +301,24 @@ def cmd_search(args: argparse.Namespace) -> int:
         save_study_space(study, space)
     save_search_settings(study, {**settings, "space": args.space or stored.get("space", "tiny"),
                                  "optuna_nars": __version__})
+    plan = trial_plan(study, args)
     done = len(study.trials)
     to_stderr(f"{'Resuming' if done else 'Created'} study {args.study_name!r} in {args.storage}"
               + (f" ({done} trials so far)" if done else "") + f": {settings['dataset']}, "
               f"{settings['epochs']} epoch{'s' if settings['epochs'] != 1 else ''} per "
-              f"full-length trial, {budget_text(budget)}.")
-    callbacks, dashboard = _callbacks(study, space, budget, args)
-    interrupted = _optimize(study, objective, callbacks, args)
-    if dashboard is not None:
-        dashboard.update(study)  # the final note and plots
+              f"full-length trial, {budget_text(budget)}; {plan.now} trial"
+              f"{'s' if plan.now != 1 else ''} to run, to {plan.total} finished.")
+    interrupted = False
+    watched = WatchedObjective(DashboardObjective(objective, note=args.dashboard))
+    if plan.now > 0:
+        callbacks, dashboard = _callbacks(study, space, budget, args, plan)
+        interrupted = _optimize(study, watched, callbacks, args, plan)
+        if dashboard is not None:
+            dashboard.update(study)  # the final note and plots
+    else:
+        to_stderr(f"The study has {plan.finished} finished trials (--total-trials "
+                  f"{plan.total}): nothing to run.")
     _print_search_summary(study, args)
+    if watched.errors:
+        raise CLIError(watched.report())
     return EXIT_INTERRUPTED if interrupted else EXIT_OK

@@ -34,6 +34,7 @@ from optuna_nars._keys import (
 )
 from optuna_nars._storage import set_trial_chunked
 from optuna_nars.samplers._context import SpaceContext, row_key, trial_row
+from optuna_nars.stale import released_trials
 
 __all__ = [
     "Claim",
@@ -124,8 +125,10 @@ def holders(
     row's params, or has finished), else it is still deciding."""
     key = row_key(row)
     out = []
-    for t in study._get_trials(deepcopy=False, use_cache=False):
-        if t.number != trial.number:
+    trials = study._get_trials(deepcopy=False, use_cache=False)
+    released = released_trials(study, trials)  # failed by an interruption: no longer held
+    for t in trials:
+        if t.number != trial.number and t.number not in released:
             other = trial_row(t, ctx)
             if other is not None and row_key(other) == key:
                 final = (

@@ -25,6 +25,7 @@ from optuna_nars._storage import get_chunked
 from optuna_nars.labels import trial_labels
 from optuna_nars.samplers._constraints import Metrics, ViolationFunction
 from optuna_nars.space import ParamSpace, SearchSpace
+from optuna_nars.stale import released_trials
 
 __all__ = [
     "RowKey",
@@ -160,8 +161,10 @@ def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows
     trials = study._get_trials(deepcopy=False, use_cache=False)
     rows: dict[int, np.ndarray] = {}
     claimed: set[RowKey] = set()
+    # Trials failed by an interruption (a dead worker, Ctrl-C) release their candidates.
+    released = released_trials(study, trials)
     for t in trials:
-        if t.number == exclude:
+        if t.number == exclude or t.number in released:
             continue
         if t.state.is_finished():
             # Finished trials never change: decode their params once.
