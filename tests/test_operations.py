@@ -403,7 +403,10 @@ def test_ctrl_c_then_total_trials_resumes_with_the_same_candidate(
         def training() -> bool:  # trial 0 took its candidate and reports epochs
             if not journal.exists():
                 return False
-            trials = optuna.load_study(study_name="s", storage=_journal(journal)).trials
+            try:
+                trials = optuna.load_study(study_name="s", storage=_journal(journal)).trials
+            except KeyError:  # the journal exists, the study is not written to it yet
+                return False
             return bool(trials) and bool(trials[0].intermediate_values)
 
         _wait_for(training, "trial 0 trains", proc)
