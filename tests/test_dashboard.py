@@ -117,6 +117,11 @@ def test_callback_keeps_note_plots_and_attrs(synthetic_study) -> None:
             assert "predicted " in text
         if t.state == optuna.trial.TrialState.PRUNED:
             assert f"label **{t.intermediate_values[label_step]:.4f}**" in text
+        # The calibration trials finished before the label step was fixed; their notes are
+        # brought up to date once it is.
+        assert "label step not fixed yet" not in text
+        if t.user_attrs[LABEL_STEP_ATTR] == "pending":
+            assert f"label **{t.intermediate_values[label_step]:.4f}**" in text
 
 
 def test_note_keeps_user_text(synthetic_study) -> None:
@@ -138,6 +143,37 @@ def test_note_keeps_user_text(synthetic_study) -> None:
     assert "No labelled trials yet." in text
 
 
+def test_pending_trial_note_edited_by_a_user_is_kept(synthetic_study) -> None:
+    study, space, _ = synthetic_study
+    calibration = next(t for t in study.trials if t.user_attrs[LABEL_STEP_ATTR] == "pending")
+    trial = optuna.Trial(study, calibration._trial_id)
+    optuna_dashboard.save_note(trial, "**1. QMC warm start** · accuracy 0.1 at epoch 4 (label "
+                                      "step not fixed yet)\n\nmy remark")
+    DashboardCallback(space).update(study, plots=False)  # a fresh callback looks at every note
+    assert optuna_dashboard.get_note(trial).endswith("my remark")
+
+
+@pytest.mark.parametrize(("quality", "text"), [
+    ({"n_labels": 12, "kendall_tau": 0.0}, "0.000"),
+    ({"n_labels": 40, "kendall_tau": 0.41234}, "0.412"),
+    ({"n_labels": 12, "kendall_tau": math.nan}, "undefined"),  # constant predictions
+    (None, "not yet"),
+])
+def test_predictor_kendall_tau_is_one_text_everywhere(quality, text: str) -> None:
+    study = optuna.create_study(direction="maximize")
+    if quality is not None:
+        study._storage.set_study_system_attr(study._study_id, "nars:predictor", quality)
+    DashboardCallback(plot_every=1).update(study)
+    assert study.user_attrs["nars:predictor_kendall_tau"] == text
+    title = build_figures(study)["predicted"].layout.title.text
+    assert title.endswith(f"predictor's cross-validated Kendall tau {text})")
+    note = optuna_dashboard.get_note(study)
+    if quality is None:
+        assert "Not cross-validated yet" in note
+    else:
+        assert f"cross-validated Kendall tau **{text}**" in note
+
+
 def test_figures(synthetic_study) -> None:
     study, space, _ = synthetic_study
     figures = build_figures(study, space=space)
@@ -154,7 +190,8 @@ def test_figures(synthetic_study) -> None:
     assert not any(s.type == "line" for s in figures["params"].layout.shapes)  # no params budget
     predicted = figures["predicted"]
     assert "predicted = measured" in [t.name for t in predicted.data]
-    assert "Kendall tau" in predicted.layout.title.text
+    assert predicted.layout.title.text.endswith(
+        f"Kendall tau {study.user_attrs['nars:predictor_kendall_tau']})")
     assert _pareto([(1, 0.5, 0), (2, 0.4, 1), (2, 0.7, 2), (3, 0.7, 3)]) == [(1, 0.5, 0),
                                                                              (2, 0.7, 2)]
 

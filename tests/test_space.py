@@ -127,6 +127,8 @@ def test_param_space_from_any_optuna_distributions() -> None:
         (lambda: StageSpec(channels=IntRange(32, 16, 8)), r"stage1.channels: low=32 > high=16"),
         (lambda: StageSpec(channels=IntRange(16, 30, 8)), "step 8 does not divide"),
         (lambda: StageSpec(kernel=(3, 4)), "stage1.kernel: 4 is not an odd kernel"),
+        # A range is checked value by value, not by its ends only.
+        (lambda: StageSpec(kernel=IntRange(3, 7)), "stage1.kernel: 4 is not an odd kernel"),
         (lambda: StageSpec(depth=IntRange(0, 2)), "stage1.depth: 0 is not a depth >= 1"),
         (lambda: StageSpec(stride=3), "stride of 1 or 2"),
         (lambda: StageSpec(activation="gelu"), "stage1.activation"),
@@ -151,6 +153,53 @@ def test_invalid_space_fields() -> None:
         SearchSpace.tiny(num_classes=1)
     with pytest.raises(ValueError, match="Unknown search-space fields"):
         SearchSpace.from_dict({"stages": [{}], "depth_multiplier": 2})
+
+
+def test_odd_kernel_range_with_step_two_is_valid() -> None:
+    space = SearchSpace(stages=(StageSpec(kernel=IntRange(3, 7, 2)),))
+    assert space.distributions()["stage1.kernel"] == optuna.distributions.IntDistribution(
+        3, 7, step=2)
+
+
+def test_float_step_must_divide_the_range() -> None:
+    with pytest.raises(ValueError, match=r"recipe.dropout: step 0.1 does not divide .*high=0.3"):
+        SearchSpace.tiny().replace(recipe={"dropout": FloatRange(0.0, 0.35, step=0.1)})
+    FloatRange(0.0, 0.3, step=0.1)._validate("x")  # Decimal arithmetic: 0.3 is 3 steps
+
+
+STEP_AND_LOG = SearchSpace.tiny().replace(
+    recipe={"dropout": FloatRange(0.0, 0.3, step=0.1), "lr": FloatRange(1e-3, 0.5, log=True)},
+    head_channels=IntRange(64, 512, log=True),
+)
+
+
+@pytest.mark.parametrize(
+    "space", [*PRESETS, STEP_AND_LOG], ids=["tiny", "cifar", "fbnetv3", "step_and_log"]
+)
+def test_suggest_uses_exactly_the_declared_distributions(space: SearchSpace) -> None:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        candidate = space.suggest(trial)
+        assert trial.distributions == space.distributions()
+        assert space.to_params(candidate) == trial.params
+        study.tell(trial, 0.0)
+
+
+def test_float_step_grid_is_kept_everywhere() -> None:
+    dim = FloatRange(0.0, 0.3, step=0.1)
+    assert dim.contains(0.2) and dim.contains(3 * 0.1 - 0.1)  # within Optuna's tolerance
+    assert not dim.contains(0.25)
+    params = STEP_AND_LOG.values_to_params(STEP_AND_LOG.sample_values(1, seed=0))[0]
+    params["recipe.dropout"] = 0.25
+    with pytest.raises(ValueError, match="recipe.dropout=0.25 lies outside"):
+        STEP_AND_LOG.from_params(params)
+    # Uniform unit points give each of the 4 grid values a quarter (the ends a whole cell).
+    raw = dim.from_unit((np.arange(400) + 0.5) / 400)
+    values, counts = np.unique(raw, return_counts=True)
+    np.testing.assert_allclose(values, [0.0, 0.1, 0.2, 0.3])
+    assert values[-1] == 0.3 and list(counts) == [100] * 4
+    np.testing.assert_array_equal(dim.from_unit(dim.to_unit(values)), values)
 
 
 def test_from_params_rejects_foreign_params() -> None:

@@ -18,9 +18,13 @@ Trial user attributes come from the sampler (``nars:stage``, ``nars:predicted``,
 pruner (``nars:calibration``). Optuna does not let a callback change a finished trial, so the
 label step is recorded by wrapping the objective: :class:`DashboardObjective` (or
 :meth:`DashboardCallback.wrap`) sets ``nars:label_step`` before the trial ends -- the label step
-in force then, or ``"pending"`` while the pruner is still calibrating -- and a short trial note.
+in force then, or ``"pending"`` while the pruner is still calibrating -- and a short trial note;
+once the label step is fixed, the callback rewrites the notes of the trials that finished while
+it was pending with their label (unless a user edited them).
 The callback also keeps a few study user attributes (shown on the study's main page) current:
-``nars:best``, ``nars:budget``, ``nars:label_step``, ``nars:predictor_kendall_tau``.
+``nars:best``, ``nars:budget``, ``nars:label_step``, ``nars:predictor_kendall_tau`` (the same
+text as the note's and the predicted-vs-measured plot's title: ``"0.412"``, ``"not yet"`` or
+``"undefined"``).
 
 From Python::
 

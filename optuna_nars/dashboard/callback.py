@@ -68,17 +68,18 @@ class DashboardObjective:
                 if self.note:
                     import optuna_dashboard
 
-                    optuna_dashboard.save_note(trial, _trial_note(trial, step, error))
+                    frozen = trial.study._storage.get_trial(trial._trial_id)
+                    optuna_dashboard.save_note(trial, _trial_note(frozen, step, error))
             except Exception as err:  # never let bookkeeping hide the objective's outcome
                 _logger.warning(f"Could not record the dashboard attributes of trial "
                                 f"{trial.number}: {err}")
 
 
-def _trial_note(trial: optuna.Trial, label_step: int | None, error: str | None) -> str:
-    """A few Markdown lines summing a running trial up."""
-    frozen = trial.study._storage.get_trial(trial._trial_id)
+def _trial_note(frozen: FrozenTrial, label_step: int | None, error: str | None = None) -> str:
+    """A few Markdown lines summing a trial up; ``error`` defaults to its ``nars:error``."""
     attrs = frozen.user_attrs
     steps = frozen.intermediate_values
+    error = attrs.get(ERROR_ATTR) if error is None else error
     parts = [f"**{STAGE_TEXT.get(str(attrs.get(STAGE_KEY)), attrs.get(STAGE_KEY, 'no stage'))}**"]
     if error is not None:
         parts.append(f"failed: {error}")
@@ -104,6 +105,16 @@ def _trial_note(trial: optuna.Trial, label_step: int | None, error: str | None) 
     if attrs.get("recipe"):
         lines.append(str(attrs["recipe"]))
     return "\n\n".join(lines)
+
+
+class _TrialNoteHandle:
+    """What ``optuna_dashboard.save_note`` / ``get_note`` read of a trial (its storage, study and
+    id), for a finished trial: an ``optuna.Trial`` would run the sampler's ``before_trial``."""
+
+    def __init__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.study = study
+        self.storage = study._storage
+        self._trial_id = trial._trial_id
 
 
 def name_objective(study: optuna.Study, name: str = "accuracy") -> None:
@@ -152,6 +163,9 @@ class DashboardCallback:
         self._calls = 0
         self._lock = threading.Lock()
         self._prepared: set[tuple[int, int]] = set()
+        # Trials (storage, study, trial id) whose "pending" note this process has brought up to
+        # date, or left alone: each is looked at once.
+        self._notes_done: set[tuple[int, int, int]] = set()
         self._plotly_missing_warned = False
 
     def wrap(self, objective: Callable[[optuna.Trial], Any]) -> DashboardObjective:
@@ -179,6 +193,7 @@ class DashboardCallback:
             if note:
                 self._write_note(study, trials)
                 self._write_summary(study, trials)
+                self._update_pending_trial_notes(study, trials)
             if plots and self.plot_every > 0:
                 self._write_plots(study, trials)
         except Exception as err:  # the dashboard must never stop a search
@@ -206,6 +221,31 @@ class DashboardCallback:
                                 top=self.top, storage_url=self.storage_url, trials=trials)
         previous = optuna_dashboard.get_note(study)
         optuna_dashboard.save_note(study, merge_note(generated, previous))
+
+    def _update_pending_trial_notes(
+        self, study: optuna.Study, trials: Sequence[FrozenTrial]
+    ) -> None:
+        """Once the label step is fixed, rewrite the notes that trials finished before it got
+        (``nars:label_step`` "pending": the calibration trials) with their label.
+
+        A note is rewritten only if it still reads as :class:`DashboardObjective` wrote it, so
+        text a user put in a trial note is kept.
+        """
+        step = get_label_step(study)
+        if step is None:
+            return
+        import optuna_dashboard
+
+        for t in trials:
+            key = (id(study._storage), study._study_id, t._trial_id)
+            if (key in self._notes_done or not t.state.is_finished()
+                    or t.user_attrs.get(TRIAL_LABEL_STEP_ATTR) != "pending"):
+                continue
+            handle = _TrialNoteHandle(study, t)
+            written, current = _trial_note(t, None), _trial_note(t, step)
+            if current != written and optuna_dashboard.get_note(handle) == written:
+                optuna_dashboard.save_note(handle, current)
+            self._notes_done.add(key)
 
     def _write_summary(self, study: optuna.Study, trials: Sequence[FrozenTrial]) -> None:
         """A few study user attributes: the dashboard shows them on the study's main page."""

@@ -51,7 +51,8 @@ def build_figures(
     labels = snap.labels
     acc_title = "accuracy" + ("" if snap.label_step is None else f" at epoch {snap.label_step}")
     labelled = [t for t in snap.trials if t.number in labels]
-    figures = {"predicted": _predicted_vs_measured(labelled, labels, acc_title)}
+    figures = {"predicted": _predicted_vs_measured(labelled, labels, acc_title,
+                                                   snap.predictor_tau)}
     for metric in ("flops", "params"):
         figures[metric] = _accuracy_vs_cost(metric, labelled, labels, space, snap.budget,
                                             acc_title)
@@ -90,13 +91,17 @@ def _stage(t: FrozenTrial) -> str:
 
 
 def _predicted_vs_measured(
-    labelled: list[FrozenTrial], labels: dict[int, float], acc_title: str
+    labelled: list[FrozenTrial], labels: dict[int, float], acc_title: str, predictor_tau: str
 ) -> go.Figure:
-    """The predictor's predictions (with error bars) against the labels, and the diagonal."""
+    """The predictor's predictions (with error bars) against the labels, and the diagonal.
+
+    The title gives the predictor's cross-validated Kendall tau (``predictor_tau``), the number
+    the study note and the ``nars:predictor_kendall_tau`` study attribute show.
+    """
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    points, tau = study_data.predicted_and_measured(labelled, labels)
+    points, _ = study_data.predicted_and_measured(labelled, labels)
     for stage in sorted({_stage(t) for t in points}):
         ts = [t for t in points if _stage(t) == stage]
         fig.add_trace(go.Scatter(
@@ -112,10 +117,9 @@ def _predicted_vs_measured(
         fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
                                  name="predicted = measured",
                                  line=dict(color="#999", dash="dash")))
-        title = (f"Predicted vs measured {acc_title} ({len(points)} trials, "
-                 f"Kendall tau {study_data.format_number(tau, '.2f')})")
-    else:
-        title = f"Predicted vs measured {acc_title}"
+    title = (f"Predicted vs measured {acc_title} ({len(points)} trials; predictor's "
+             f"cross-validated Kendall tau {predictor_tau})")
+    if not points:
         fig.add_annotation(text="No predictor-guided trial has finished yet.", showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5)
     fig.update_layout(title=title, xaxis_title="predicted", yaxis_title="measured", **_layout())

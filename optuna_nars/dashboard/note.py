@@ -57,11 +57,10 @@ def render_note(
 ) -> str:
     """The generated part of the study note (Markdown), from the storage alone."""
     snap = StudySnapshot.read(study, constraints, trials)
-    attrs = study._storage.get_study_system_attrs(study._study_id)
     lines = _header(study, snap.trials, snap.budget, space)
     lines += _stages_section(study, snap.trials)
-    lines += _predictor_section(attrs, snap.trials, snap.labels)
-    lines += _early_stopping_section(study, attrs, snap.trials, snap.label_step)
+    lines += _predictor_section(snap)
+    lines += _early_stopping_section(study, snap.system_attrs, snap.trials, snap.label_step)
     lines += _best_pairs_section(snap.trials, snap.labels, snap.label_step, space, top)
     lines += _next_section(study, storage_url)
     return "\n".join(lines)
@@ -128,20 +127,19 @@ def _stages_section(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]
     return lines
 
 
-def _predictor_section(
-    attrs: Mapping[str, Any], trials: list[FrozenTrial], labels: dict[int, float]
-) -> list[str]:
+def _predictor_section(snap: StudySnapshot) -> list[str]:
     """The predictor's cross-validated quality and its error on the trials it proposed."""
-    quality = attrs.get(PREDICTOR_QUALITY_KEY)
+    quality = snap.system_attrs.get(PREDICTOR_QUALITY_KEY)
+    labels = snap.labels
     lines = ["", "### Accuracy predictor", ""]
-    if isinstance(quality, Mapping) and quality.get("kendall_tau") is not None:
+    if snap.predictor_tau != "not yet":
         lines.append(
             f"Refit on **{quality.get('n_labels')}** labelled trials; cross-validated Kendall tau "
-            f"**{float(quality['kendall_tau']):.3f}** (1 = ranks pairs perfectly, 0 = chance)."
+            f"**{snap.predictor_tau}** (1 = ranks pairs perfectly, 0 = chance)."
         )
     else:
         lines.append("Not cross-validated yet (needs 10 labelled trials past the warm start).")
-    points, tau = predicted_and_measured(trials, labels)
+    points, tau = predicted_and_measured(snap.trials, labels)
     pred = [(float(t.user_attrs[PREDICTED_KEY]), labels[t.number]) for t in points]
     if pred:
         mae = sum(abs(p - m) for p, m in pred) / len(pred)
@@ -272,8 +270,6 @@ def study_summary(
     step and the predictor's Kendall tau, in short text."""
     snap = StudySnapshot.read(study, constraints, trials)
     labels = snap.labels
-    quality = study._storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
-    tau = quality.get("kendall_tau") if isinstance(quality, Mapping) else None
     best = "no labelled trial yet"
     if labels:
         n = min(labels, key=lambda k: (-labels[k], k))
@@ -286,7 +282,8 @@ def study_summary(
         "nars:best": best,
         "nars:budget": format_budget(snap.budget),
         "nars:label_step": "pending" if snap.label_step is None else snap.label_step,
-        "nars:predictor_kendall_tau": "not yet" if tau is None else round(float(tau), 4),
+        # The same text as the note's and the predicted-vs-measured plot's title.
+        "nars:predictor_kendall_tau": snap.predictor_tau,
     }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from optuna_nars._keys import PREDICTED_KEY, Stage
+from optuna_nars._keys import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, Stage
 from optuna_nars.cost import count_flops, count_params
 from optuna_nars.labels import get_label_step, trial_labels
 from optuna_nars.pruner.calibration import rank_correlation
@@ -26,6 +26,7 @@ __all__ = [
     "format_number",
     "kendall_tau",
     "predicted_and_measured",
+    "predictor_tau_text",
     "sampler_budget",
     "trial_costs",
 ]
@@ -48,6 +49,12 @@ class StudySnapshot:
     labels: dict[int, float]  # trial number -> label (see ``trial_labels``)
     budget: dict[str, float]
     label_step: int | None
+    system_attrs: dict[str, Any]  # the study's
+
+    @property
+    def predictor_tau(self) -> str:
+        """The predictor's cross-validated Kendall tau, see :func:`predictor_tau_text`."""
+        return predictor_tau_text(self.system_attrs)
 
     @classmethod
     def read(
@@ -64,6 +71,7 @@ class StudySnapshot:
             labels=trial_labels(study, trials),
             budget=dict(constraints) if constraints is not None else sampler_budget(study),
             label_step=get_label_step(study),
+            system_attrs=study._storage.get_study_system_attrs(study._study_id),
         )
 
 
@@ -93,6 +101,16 @@ def predicted_and_measured(
     tau = kendall_tau([t.user_attrs[PREDICTED_KEY] for t in points],
                       [labels[t.number] for t in points])
     return points, tau
+
+
+def predictor_tau_text(system_attrs: Mapping[str, Any]) -> str:
+    """The cross-validated Kendall tau of the sampler's latest predictor refit, as the note, the
+    study summary and the predicted-vs-measured plot all show it: ``"0.412"``, ``"not yet"``
+    (no refit on enough labels) or ``"undefined"`` (constant labels or predictions)."""
+    quality = system_attrs.get(PREDICTOR_QUALITY_KEY)
+    if not isinstance(quality, Mapping) or quality.get("kendall_tau") is None:
+        return "not yet"
+    return format_number(quality["kendall_tau"], ".3f", missing="undefined")
 
 
 def sampler_budget(study: optuna.Study) -> dict[str, float]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -258,8 +259,19 @@ class FloatRange:
             raise ValueError(f"{name}: low={self.low} > high={self.high}; swap them.")
         if self.log and self.low <= 0:
             raise ValueError(f"{name}: a log range needs low > 0, got {self.low}; raise low.")
-        if self.step is not None and (self.step <= 0 or self.log):
+        if self.step is None:
+            return
+        if not (math.isfinite(self.step) and self.step > 0) or self.log:
             raise ValueError(f"{name}: step must be positive and cannot go with log.")
+        # Decimal arithmetic as Optuna's FloatDistribution uses: a step that does not divide the
+        # range would make Optuna lower ``high`` silently, so the space would not say what it does.
+        span, step = Decimal(str(self.high)) - Decimal(str(self.low)), Decimal(str(self.step))
+        if span % step:
+            fix = Decimal(str(self.low)) + (span // step) * step
+            raise ValueError(
+                f"{name}: step {self.step} does not divide the range {self.low}..{self.high}; "
+                f"make high - low a multiple of step (e.g. high={float(fix)})."
+            )
 
     @property
     def is_fixed(self) -> bool:
@@ -278,15 +290,24 @@ class FloatRange:
     def _scale(self, x: np.ndarray | float) -> np.ndarray:
         return np.log(x) if self.log else np.asarray(x, dtype=float)
 
+    def _bounds(self) -> tuple[float, float]:
+        # With a step, bins of width ``step`` centred on the grid values (as for IntRange), so
+        # that the two end values get a whole cell, not half of one.
+        if self.step is not None:
+            return self.low - 0.5 * self.step, self.high + 0.5 * self.step
+        return float(self._scale(self.low)), float(self._scale(self.high))
+
     def from_unit(self, u: np.ndarray) -> np.ndarray:
-        lo, hi = self._scale(self.low), self._scale(self.high)
+        lo, hi = self._bounds()
         x = lo + u * (hi - lo)
         if self.step is not None:
-            x = self.low + self.step * np.round((x - self.low) / self.step)
+            k = np.clip(np.round((x - self.low) / self.step), 0, self.size - 1)
+            x = self.low + self.step * k
+        # The clip also puts the last grid value exactly on ``high`` (0.1 * 3 > 0.3).
         return np.clip(np.exp(x) if self.log else x, self.low, self.high)
 
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
-        lo, hi = self._scale(self.low), self._scale(self.high)
+        lo, hi = self._bounds()
         return (self._scale(raw) - lo) / (hi - lo) if hi > lo else np.full(len(raw), 0.5)
 
     def to_raw(self, value: Any) -> float:
@@ -304,7 +325,13 @@ class FloatRange:
         return ((self._scale(raw) - lo) / span)[:, None]
 
     def contains(self, value: Any) -> bool:
-        return isinstance(value, (int, float, np.number)) and self.low <= value <= self.high
+        if not (isinstance(value, (int, float, np.number)) and self.low <= value <= self.high):
+            return False
+        if self.step is None:
+            return True
+        # On the grid, with the tolerance of Optuna's FloatDistribution.
+        k = (value - self.low) / self.step
+        return abs(k - round(k)) < 1e-8
 
     def to_json(self) -> Any:
         out = {"type": "float", "low": self.low, "high": self.high, "log": self.log}

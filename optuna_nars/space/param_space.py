@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from optuna.distributions import BaseDistribution
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 from scipy.stats import qmc
 
 from optuna_nars.space.dimensions import Dimension, _dimension_of
@@ -97,6 +98,23 @@ class ParamSpace:
     def distributions(self) -> dict[str, BaseDistribution]:
         """The Optuna distribution of every parameter, in column order."""
         return {p.name: p.dim.distribution() for p in self.params}
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Suggest every parameter on ``trial`` with exactly its :meth:`distributions` entry
+        (step and log scale included); return the params."""
+        params = {}
+        for name, dist in self.distributions().items():
+            if isinstance(dist, CategoricalDistribution):
+                params[name] = trial.suggest_categorical(name, dist.choices)
+            elif isinstance(dist, IntDistribution):
+                params[name] = trial.suggest_int(
+                    name, dist.low, dist.high, step=dist.step, log=dist.log
+                )
+            else:
+                params[name] = trial.suggest_float(
+                    name, dist.low, dist.high, step=dist.step, log=dist.log
+                )
+        return params
 
     def params_to_values(self, params_list: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Values matrix of many params dicts (one row each)."""

@@ -127,18 +127,9 @@ class SearchSpace:
         return dim.values[0] if isinstance(dim, Choice) else dim.low
 
     def suggest(self, trial: optuna.Trial) -> Candidate:
-        """Suggest every free parameter on ``trial`` and return the candidate."""
-        # Known gap, kept as is for now: IntRange.log and FloatRange.step are not passed on.
-        params = {}
-        for p in self._free:
-            dim = p.dim
-            if isinstance(dim, Choice):
-                params[p.name] = trial.suggest_categorical(p.name, list(dim.values))
-            elif isinstance(dim, IntRange):
-                params[p.name] = trial.suggest_int(p.name, dim.low, dim.high, step=dim.step)
-            else:
-                params[p.name] = trial.suggest_float(p.name, dim.low, dim.high, log=dim.log)
-        return self.from_params(params)
+        """Suggest every free parameter on ``trial`` (with its :meth:`distributions` entry) and
+        return the candidate."""
+        return self.from_params(self.param_space.suggest(trial))
 
     def from_params(self, params: Mapping[str, Any]) -> Candidate:
         """Rebuild a candidate from Optuna params (e.g. ``study.best_params``)."""

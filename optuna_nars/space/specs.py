@@ -39,12 +39,29 @@ def _normalise(obj: Any, skip: Collection[str] = ()) -> None:
             object.__setattr__(obj, f.name, _as_dimension(getattr(obj, f.name)))
 
 
-def _check_values(name: str, dim: Dimension, ok: Callable[[Any], bool], what: str) -> None:
-    """Check every value a dimension can take with ``ok`` (a range's bounds stand for it)."""
+#: A discrete range of at most this many values is checked value by value.
+_LISTED = 1000
+
+
+def _values_to_check(dim: Dimension) -> list[Any]:
+    """Every value of a choice or of a short discrete range, else a range's two ends.
+
+    The ends stand for a long range because every check here either accepts an interval
+    (``>= 1``, ``[0, 1)``) or a few values only (kernel sizes, strides), which a long range
+    fails at its ends anyway. A short range is listed: ``IntRange(3, 7)`` as a kernel holds 4.
+    """
     if isinstance(dim, Choice):
-        bad = [v for v in dim.values if not ok(v)]
-    else:
-        bad = [v for v in (dim.low, dim.high) if not ok(v)]
+        return list(dim.values)
+    if dim.size > _LISTED:
+        return [dim.low, dim.high]
+    if isinstance(dim, IntRange):
+        return list(range(dim.low, dim.high + 1, dim.step))
+    return np.linspace(dim.low, dim.high, int(dim.size)).tolist()
+
+
+def _check_values(name: str, dim: Dimension, ok: Callable[[Any], bool], what: str) -> None:
+    """Check every value a dimension can take with ``ok`` (see :func:`_values_to_check`)."""
+    bad = [v for v in _values_to_check(dim) if not ok(v)]
     if bad:
         raise ValueError(f"{name}: {bad[0]!r} is not {what}.")
 
