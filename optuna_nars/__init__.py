@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_model": "optuna_nars.models",
     "NARSPredictor": "optuna_nars.predictor",
     "NARSSampler": "optuna_nars.samplers",
+    "LayerNASSampler": "optuna_nars.samplers",
     "Proposal": "optuna_nars.samplers",
     "StagePlan": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
@@ -59,6 +60,7 @@ __all__ = [
     "EarlyStoppingPruner",
     "FloatRange",
     "IntRange",
+    "LayerNASSampler",
     "NARSPredictor",
     "NARSSampler",
     "ParamSpace",
@@ -101,7 +103,7 @@ if TYPE_CHECKING:
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner
     from optuna_nars.retarget import retarget
-    from optuna_nars.samplers import NARSSampler, Proposal, StagePlan
+    from optuna_nars.samplers import LayerNASSampler, NARSSampler, Proposal, StagePlan
     from optuna_nars.space import (
         Choice,
         FloatRange,

@@ -16,7 +16,7 @@ Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
 :data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`CALIBRATION_ATTR`,
-:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`, :data:`INTERRUPTED_ATTR`.
+:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`, :data:`INTERRUPTED_ATTR`, :data:`LAYER_ATTR`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ TRIAL_LABEL_STEP_ATTR = "nars:label_step"
 ERROR_ATTR = "nars:error"
 # Why a trial was failed as interrupted (worker killed, Ctrl-C): its candidate may run again.
 INTERRUPTED_ATTR = "nars:interrupted"
+# The layer a LayerNASSampler proposal expands (0-based), for reading the search back.
+LAYER_ATTR = "layernas:layer"
 
 
 class Stage(str, Enum):
@@ -57,6 +59,7 @@ class Stage(str, Enum):
     QMC = "qmc"
     PREDICTOR = "predictor"
     EVOLUTION = "evolution"
+    LAYER = "layer"  # LayerNASSampler: a child of the memo table (the layer is LAYER_ATTR)
     RANDOM = "random"  # the pool is exhausted: fresh feasible random points
     REPEAT = "repeat"  # the feasible space is exhausted: the best-ranked candidate again
 

@@ -55,6 +55,8 @@ class Problem:
         proxy_names: Free proxy metrics known without training (``proxy_metrics`` returns them).
         budgets: Resource budgets ``{metric: limit}`` on proxy metrics; a configuration is
             feasible when every metric is at most its limit.
+        layers: For a layer-wise problem, its parameter groups in layer order (LayerNAS's
+            search order); ``None`` otherwise.
         optimum: Best true value among feasible configurations, when known.
         worst: A value no configuration is worse than: best-so-far before the first feasible
             trial, so that runs can be averaged from trial 1.
@@ -66,6 +68,7 @@ class Problem:
     architecture_params: tuple[str, ...] | None = None
     proxy_names: tuple[str, ...] = ()
     budgets: dict[str, float]
+    layers: tuple[tuple[str, ...], ...] | None = None
     optimum: float | None = None
     worst: float
 
@@ -101,6 +104,16 @@ class Problem:
             kwargs["constraints"] = dict(self.budgets)
         return kwargs
 
+    def layernas_kwargs(self) -> dict[str, Any]:
+        """What :class:`~optuna_nars.LayerNASSampler` is told: :meth:`nars_kwargs` (but the
+        architecture part) plus the layer order. A problem that is not layer-wise gives none:
+        the sampler falls back to one layer per parameter, in name order. The cost it buckets
+        by is the budget's metric, else FLOPs, else the first proxy metric."""
+        kwargs = {k: v for k, v in self.nars_kwargs().items() if k != "architecture_params"}
+        if self.layers is not None:
+            kwargs["layers"] = [list(group) for group in self.layers]
+        return kwargs
+
     def better(self, a: float, b: float) -> bool:
         return a < b if self.direction == "minimize" else a > b
 
@@ -126,6 +139,7 @@ class TabularProblem(Problem):
     proxy_names: tuple[str, ...] = ()
     proxy: np.ndarray | None = None
     budgets: dict[str, float] = field(default_factory=dict)
+    layers: tuple[tuple[str, ...], ...] | None = None
 
     def __post_init__(self) -> None:
         self.distributions = {
@@ -316,6 +330,7 @@ def nasbench_macro(flops_quantile: float | None = None) -> TabularProblem:
         proxy_names=("flops", "params"),
         proxy=proxy,
         budgets=budgets,
+        layers=tuple((f"layer{i}",) for i in range(8)),
     )
 
 
@@ -370,6 +385,10 @@ class FashionMNISTProblem(Problem):
 
     def nars_kwargs(self) -> dict[str, Any]:
         return {"search_space": self.space, "constraints": dict(self.budgets)}
+
+    def layernas_kwargs(self) -> dict[str, Any]:
+        # The SearchSpace's stages are the layers, then the rest (stem, head, recipe).
+        return self.nars_kwargs()
 
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {

@@ -7,12 +7,14 @@ per family.
   concurrent workers skip it (``_claims``), resource constraints enforced before a trial
   (``_constraints``), the independent-sampling fallback, pickling.
 * ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
+* ``layernas``: :class:`LayerNASSampler`, LayerNAS's layer-wise search under a cost budget.
 
 Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
 """
 
 from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars.samplers.layernas import LayerNASSampler
 from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "PREDICTED_STD_KEY",
     "PREDICTOR_QUALITY_KEY",
     "STAGE_KEY",
+    "LayerNASSampler",
     "NARSSampler",
     "Proposal",
     "StagePlan",
