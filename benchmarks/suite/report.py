@@ -159,7 +159,8 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
             "tpe_trials": tpe_n,
             "samplers": per_sampler,
             "ranks": {c: ranks_at(pr, c) for c in cps},
-            # A variant (e.g. NARS before a change) ranked in NARS's place among the others.
+            # Any other sampler (a NARS variant, another strategy of the lineage) ranked in
+            # NARS's place: against Optuna's five samplers, so every rank is out of six.
             "variant_ranks": {
                 v: {c: ranks_at(pr, c, [v, *(s for s in SAMPLER_ORDER if s != "nars")]).get(v)
                     for c in cps}
