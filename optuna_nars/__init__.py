@@ -32,6 +32,7 @@ _EXPORTS = {
     "build_model": "optuna_nars.models",
     "NARSPredictor": "optuna_nars.predictor",
     "NARSSampler": "optuna_nars.samplers",
+    "PARSECSampler": "optuna_nars.samplers",
     "Proposal": "optuna_nars.samplers",
     "StagePlan": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
@@ -61,6 +62,7 @@ __all__ = [
     "IntRange",
     "NARSPredictor",
     "NARSSampler",
+    "PARSECSampler",
     "ParamSpace",
     "Proposal",
     "Recipe",
@@ -101,7 +103,7 @@ if TYPE_CHECKING:
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner
     from optuna_nars.retarget import retarget
-    from optuna_nars.samplers import NARSSampler, Proposal, StagePlan
+    from optuna_nars.samplers import NARSSampler, PARSECSampler, Proposal, StagePlan
     from optuna_nars.space import (
         Choice,
         FloatRange,

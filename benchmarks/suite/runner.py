@@ -39,12 +39,20 @@ from optuna.samplers import (
 from optuna.trial import TrialState
 
 from benchmarks.suite.problems import Problem, get_problem
-from optuna_nars.samplers import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY, NARSSampler
+from optuna_nars.samplers import (
+    PREDICTED_KEY,
+    PREDICTOR_QUALITY_KEY,
+    STAGE_KEY,
+    NARSSampler,
+    PARSECSampler,
+)
 
 # Each sampler: its class and the constructor arguments the suite gives it for a problem (the
 # seed and any command-line overrides come on top).
 SAMPLERS: dict[str, tuple[type[BaseSampler], Callable[[Problem], dict[str, Any]]]] = {
     "nars": (NARSSampler, lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False}),
+    # PARSEC; the FP-NAS variant is "parsec[fpnas=true]".
+    "parsec": (PARSECSampler, lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False}),
     "tpe": (TPESampler, lambda p: {}),
     "cmaes": (CmaEsSampler, lambda p: {"warn_independent_sampling": False}),
     "gp": (GPSampler, lambda p: {}),

@@ -7,6 +7,7 @@ per family.
   concurrent workers skip it (``_claims``), resource constraints enforced before a trial
   (``_constraints``), the independent-sampling fallback, pickling.
 * ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
+* ``parsec``: :class:`PARSECSampler`, probabilistic architecture search (PARSEC, FP-NAS).
 
 Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
@@ -14,6 +15,7 @@ Also here: the trial and study attribute names the samplers write (from
 
 from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
 from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
+from optuna_nars.samplers.parsec import PARSECSampler
 
 __all__ = [
     "PREDICTED_KEY",
@@ -21,6 +23,7 @@ __all__ = [
     "PREDICTOR_QUALITY_KEY",
     "STAGE_KEY",
     "NARSSampler",
+    "PARSECSampler",
     "Proposal",
     "StagePlan",
     "Timing",
