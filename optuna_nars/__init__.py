@@ -33,6 +33,7 @@ _EXPORTS = {
     "NARSPredictor": "optuna_nars.predictor",
     "NARSSampler": "optuna_nars.samplers",
     "LayerNASSampler": "optuna_nars.samplers",
+    "PARSECSampler": "optuna_nars.samplers",
     "Proposal": "optuna_nars.samplers",
     "StagePlan": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
@@ -63,6 +64,7 @@ __all__ = [
     "LayerNASSampler",
     "NARSPredictor",
     "NARSSampler",
+    "PARSECSampler",
     "ParamSpace",
     "Proposal",
     "Recipe",
@@ -103,7 +105,13 @@ if TYPE_CHECKING:
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner
     from optuna_nars.retarget import retarget
-    from optuna_nars.samplers import LayerNASSampler, NARSSampler, Proposal, StagePlan
+    from optuna_nars.samplers import (
+        LayerNASSampler,
+        NARSSampler,
+        PARSECSampler,
+        Proposal,
+        StagePlan,
+    )
     from optuna_nars.space import (
         Choice,
         FloatRange,

@@ -45,6 +45,7 @@ from optuna_nars.samplers import (
     STAGE_KEY,
     LayerNASSampler,
     NARSSampler,
+    PARSECSampler,
 )
 
 # Each sampler: its class and the constructor arguments the suite gives it for a problem (the
@@ -53,6 +54,8 @@ SAMPLERS: dict[str, tuple[type[BaseSampler], Callable[[Problem], dict[str, Any]]
     "nars": (NARSSampler, lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False}),
     "layernas": (LayerNASSampler,
                  lambda p: {**p.layernas_kwargs(), "warn_independent_sampling": False}),
+    # PARSEC; the FP-NAS variant is "parsec[fpnas=true]".
+    "parsec": (PARSECSampler, lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False}),
     "tpe": (TPESampler, lambda p: {}),
     "cmaes": (CmaEsSampler, lambda p: {"warn_independent_sampling": False}),
     "gp": (GPSampler, lambda p: {}),

@@ -8,6 +8,7 @@ per family.
   (``_constraints``), the independent-sampling fallback, pickling.
 * ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
 * ``layernas``: :class:`LayerNASSampler`, LayerNAS's layer-wise search under a cost budget.
+* ``parsec``: :class:`PARSECSampler`, probabilistic architecture search (PARSEC, FP-NAS).
 
 Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
@@ -16,6 +17,7 @@ Also here: the trial and study attribute names the samplers write (from
 from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
 from optuna_nars.samplers.layernas import LayerNASSampler
 from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
+from optuna_nars.samplers.parsec import PARSECSampler
 
 __all__ = [
     "PREDICTED_KEY",
@@ -24,6 +26,7 @@ __all__ = [
     "STAGE_KEY",
     "LayerNASSampler",
     "NARSSampler",
+    "PARSECSampler",
     "Proposal",
     "StagePlan",
     "Timing",
