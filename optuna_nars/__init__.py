@@ -34,6 +34,8 @@ _EXPORTS = {
     "NARSSampler": "optuna_nars.samplers",
     "Proposal": "optuna_nars.samplers",
     "StagePlan": "optuna_nars.samplers",
+    "REINFORCESampler": "optuna_nars.samplers",
+    "RegularizedEvolutionSampler": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
     "get_label_step": "optuna_nars.labels",
     "trial_labels": "optuna_nars.labels",
@@ -63,8 +65,10 @@ __all__ = [
     "NARSSampler",
     "ParamSpace",
     "Proposal",
+    "REINFORCESampler",
     "Recipe",
     "RecipeSpec",
+    "RegularizedEvolutionSampler",
     "SearchSpace",
     "StageArch",
     "StagePlan",
@@ -101,7 +105,13 @@ if TYPE_CHECKING:
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner
     from optuna_nars.retarget import retarget
-    from optuna_nars.samplers import NARSSampler, Proposal, StagePlan
+    from optuna_nars.samplers import (
+        NARSSampler,
+        Proposal,
+        RegularizedEvolutionSampler,
+        REINFORCESampler,
+        StagePlan,
+    )
     from optuna_nars.space import (
         Choice,
         FloatRange,

@@ -7,13 +7,17 @@ per family.
   concurrent workers skip it (``_claims``), resource constraints enforced before a trial
   (``_constraints``), the independent-sampling fallback, pickling.
 * ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
+* ``evolution``: :class:`RegularizedEvolutionSampler`, aging evolution (Real et al. 2019).
+* ``reinforce``: :class:`REINFORCESampler`, NAS-Bench-201's REINFORCE baseline.
 
 Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
 """
 
 from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars.samplers.evolution import RegularizedEvolutionSampler
 from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
+from optuna_nars.samplers.reinforce import REINFORCESampler
 
 __all__ = [
     "PREDICTED_KEY",
@@ -22,6 +26,8 @@ __all__ = [
     "STAGE_KEY",
     "NARSSampler",
     "Proposal",
+    "REINFORCESampler",
+    "RegularizedEvolutionSampler",
     "StagePlan",
     "Timing",
 ]
