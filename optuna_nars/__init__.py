@@ -36,6 +36,8 @@ _EXPORTS = {
     "PARSECSampler": "optuna_nars.samplers",
     "Proposal": "optuna_nars.samplers",
     "StagePlan": "optuna_nars.samplers",
+    "REINFORCESampler": "optuna_nars.samplers",
+    "RegularizedEvolutionSampler": "optuna_nars.samplers",
     "EarlyStoppingPruner": "optuna_nars.pruner",
     "get_label_step": "optuna_nars.labels",
     "trial_labels": "optuna_nars.labels",
@@ -67,8 +69,10 @@ __all__ = [
     "PARSECSampler",
     "ParamSpace",
     "Proposal",
+    "REINFORCESampler",
     "Recipe",
     "RecipeSpec",
+    "RegularizedEvolutionSampler",
     "SearchSpace",
     "StageArch",
     "StagePlan",
@@ -110,6 +114,8 @@ if TYPE_CHECKING:
         NARSSampler,
         PARSECSampler,
         Proposal,
+        RegularizedEvolutionSampler,
+        REINFORCESampler,
         StagePlan,
     )
     from optuna_nars.space import (

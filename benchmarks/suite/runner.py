@@ -46,6 +46,8 @@ from optuna_nars.samplers import (
     LayerNASSampler,
     NARSSampler,
     PARSECSampler,
+    RegularizedEvolutionSampler,
+    REINFORCESampler,
 )
 
 # Each sampler: its class and the constructor arguments the suite gives it for a problem (the
@@ -62,6 +64,15 @@ SAMPLERS: dict[str, tuple[type[BaseSampler], Callable[[Problem], dict[str, Any]]
     "random": (RandomSampler, lambda p: {}),
     # Scrambled, so that seeds differ (Optuna's default is one unscrambled sequence).
     "qmc": (QMCSampler, lambda p: {"scramble": True, "warn_independent_sampling": False}),
+    # The NAS-Bench-201 baselines, told what NARS is told (the space and the budgets).
+    "regularized_evolution": (
+        RegularizedEvolutionSampler,
+        lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False},
+    ),
+    "reinforce": (
+        REINFORCESampler,
+        lambda p: {**p.nars_kwargs(), "warn_independent_sampling": False},
+    ),
 }
 
 

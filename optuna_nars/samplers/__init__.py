@@ -9,15 +9,29 @@ per family.
 * ``nars``: :class:`NARSSampler`, FBNetV3's architecture-recipe search.
 * ``layernas``: :class:`LayerNASSampler`, LayerNAS's layer-wise search under a cost budget.
 * ``parsec``: :class:`PARSECSampler`, probabilistic architecture search (PARSEC, FP-NAS).
+* ``evolution``: :class:`RegularizedEvolutionSampler`, aging evolution (Real et al. 2019).
+* ``reinforce``: :class:`REINFORCESampler`, NAS-Bench-201's REINFORCE baseline.
 
 Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
 """
 
 from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
-from optuna_nars.samplers.layernas import LayerNASSampler
-from optuna_nars.samplers.nars import NARSSampler, Proposal, StagePlan, Timing
-from optuna_nars.samplers.parsec import PARSECSampler
+from optuna_nars._lazy import lazy_exports
+
+# Each family is imported on first use: a worker running RegularizedEvolutionSampler should not
+# pay for NARSSampler's torch.
+_EXPORTS = {
+    "RegularizedEvolutionSampler": "optuna_nars.samplers.evolution",
+    "LayerNASSampler": "optuna_nars.samplers.layernas",
+    "NARSSampler": "optuna_nars.samplers.nars",
+    "Proposal": "optuna_nars.samplers.nars",
+    "StagePlan": "optuna_nars.samplers.nars",
+    "Timing": "optuna_nars.samplers.nars",
+    "PARSECSampler": "optuna_nars.samplers.parsec",
+    "REINFORCESampler": "optuna_nars.samplers.reinforce",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
     "PREDICTED_KEY",
@@ -28,6 +42,8 @@ __all__ = [
     "NARSSampler",
     "PARSECSampler",
     "Proposal",
+    "REINFORCESampler",
+    "RegularizedEvolutionSampler",
     "StagePlan",
     "Timing",
 ]
