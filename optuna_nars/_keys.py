@@ -60,6 +60,7 @@ class Stage(str, Enum):
     PREDICTOR = "predictor"
     EVOLUTION = "evolution"
     LAYER = "layer"  # LayerNASSampler: a child of the memo table (the layer is LAYER_ATTR)
+    POLICY = "policy"  # PARSECSampler, REINFORCESampler: a draw from the learnt distribution
     RANDOM = "random"  # the pool is exhausted: fresh feasible random points
     REPEAT = "repeat"  # the feasible space is exhausted: the best-ranked candidate again
 

@@ -34,6 +34,8 @@ _STAGE_COLORS = {
     Stage.QMC.value: "#636efa",
     Stage.PREDICTOR.value: "#ef553b",
     Stage.EVOLUTION.value: "#00cc96",
+    Stage.LAYER.value: "#ffa15a",
+    Stage.POLICY.value: "#19d3f3",
     Stage.RANDOM.value: "#ab63fa",
     Stage.REPEAT.value: "#7f7f7f",
 }

@@ -36,6 +36,8 @@ STAGE_TEXT = {
     Stage.QMC.value: "1. QMC warm start",
     Stage.PREDICTOR.value: "2. predictor-guided rounds",
     Stage.EVOLUTION.value: "3. adaptive genetic search",
+    Stage.LAYER.value: "layer-wise expansion (LayerNAS)",
+    Stage.POLICY.value: "drawn from the learnt distribution",
     Stage.RANDOM.value: "random (pool exhausted)",
     Stage.REPEAT.value: "repeat (space exhausted)",
 }

@@ -246,7 +246,7 @@ class PARSECSampler(BaseNASSampler):
             values = values[ctx.feasible(values)]
             i = rows.pick(values)
             if i is not None:
-                return Claim(values[i], None)
+                return Claim(values[i], Stage.POLICY)
         row = self._random_feasible_row(ctx, trial.number, rows)
         if row is not None:
             _logger.warning(

@@ -146,7 +146,7 @@ class REINFORCESampler(BaseNASSampler):
         ctx = cast(_ReinforceContext, ctx)
         policy = self._policy(ctx, completed_history(study, ctx, rows))
         draws = policy.sample(_N_DRAWS, np.random.default_rng([self._seed, trial.number]))
-        return propose_first(self, ctx, trial, rows, draws, Stage.PREDICTOR)
+        return propose_first(self, ctx, trial, rows, draws, Stage.POLICY)
 
     def policy_probabilities(self, study: Study) -> dict[str, np.ndarray]:
         """The policy the study's labelled trials have taught: per parameter of the relative
