@@ -9,6 +9,9 @@ Study system attributes (shared by all workers of a study):
 * :data:`PREDICTOR_QUALITY_KEY`: labels used and cross-validated Kendall tau of the latest refit.
 * :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
+* :data:`SHARED_FIT_KEY`: NARSSampler's latest ranked fit, chunked: one slot, overwritten per
+  label set (:mod:`optuna_nars.samplers.nars._shared_fit`); :data:`SHARED_FIT_LEASE_KEY`: which
+  worker is fitting which label set, and until when.
 
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
@@ -28,6 +31,8 @@ CALIBRATION_INFO_KEY = "nars:calibration_info"
 PREDICTOR_QUALITY_KEY = "nars:predictor"
 SPACE_KEY = "nars:space"
 SETTINGS_KEY = "nars:search"
+SHARED_FIT_KEY = "nars:fit"
+SHARED_FIT_LEASE_KEY = "nars:fit_lease"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"
