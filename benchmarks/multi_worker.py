@@ -99,6 +99,7 @@ def run_worker(storage: str, study_name: str, n_trials: int, sleep: float, seed:
         "sampler_s": sum(timed.seconds.values()),
         "refits": [t.n_labels for t in nars.timings if t.step == "refit"],
         "refit_s": sum(t.seconds for t in nars.timings if t.step == "refit"),
+        "pretrain_s": sum(t.seconds for t in nars.timings if t.step == "pretrain"),
         "genetic_searches": sum(t.step == "genetic_search" for t in nars.timings),
     }
     print(json.dumps(out), flush=True)
@@ -145,6 +146,7 @@ def summarise(reports: list[dict[str, Any]], n_workers: int, n_trials: int) -> d
         "refits_per_label_set": sum(refits.values()) / max(1, len(refits)),
         "refits_by_labels": {str(k): refits[k] for k in sorted(refits)},
         "refit_s": sum(r["refit_s"] for r in reports),
+        "pretrain_s": sum(r.get("pretrain_s", 0.0) for r in reports),
         "genetic_searches": sum(r["genetic_searches"] for r in reports),
         "per_worker": [{k: v for k, v in r.items() if k != "ask_s"} for r in reports],
     }

@@ -17,11 +17,11 @@ pickle), goes to one slot of the study's system attributes (:data:`SHARED_FIT_KE
 overwritten per label set: bounded, and Optuna cannot delete attributes). :func:`obtain` reads
 it when it is the fit a worker needs; otherwise the worker takes a lease
 (:data:`SHARED_FIT_LEASE_KEY`), fits, and publishes. While another worker holds the lease on the
-needed label set, the others propose from the latest published fit, or wait for it when there is
-none yet (the lease expires, so a crashed worker delays the others by at most
-:data:`LEASE_SECONDS`). A torn, foreign or older-format artefact is ignored (debug log) and the
+needed label set, the others do not wait: they propose from the latest published fit, or
+continue the warm start before the first one (a lease expires after :data:`LEASE_SECONDS`, in
+case its worker died). A torn, foreign or older-format artefact is ignored (debug log) and the
 worker fits itself. Proposals are the same whether a worker reads the artefact or fits: both
-walk the same rankings.
+walk the same rankings, so a single worker proposes what it did before the fits were shared.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.storages import InMemoryStorage
 from optuna.study import Study
 
 import optuna_nars
 from optuna_nars._keys import SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
-from optuna_nars._storage import get_study_chunked, set_study_chunked
+from optuna_nars._storage import get_chunked, set_study_chunked
 from optuna_nars.predictor.pretraining import fingerprint
 from optuna_nars.samplers._context import StudyRows, labelled_rows
 from optuna_nars.samplers.nars._ranked import FORMAT, Ranked, decode, encode
@@ -50,19 +51,22 @@ __all__ = ["LEASE_SECONDS", "base_digest", "fit_digest", "fit_set", "obtain"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-LEASE_SECONDS = 120.0  # how long others wait for a worker that fits (or died fitting)
-_POLL_SECONDS = 0.25  # how often a waiting worker reads the slot again
+LEASE_SECONDS = 120.0  # how long others leave a label set to a worker fitting it (or dead)
 # After taking the lease, a worker reads it back this much later: of workers that took it at
-# once, only the last writer fits, the others find its lease and wait for its fit.
-_SETTLE_SECONDS = 0.05
+# once, only the last writer fits, the others find its lease and use its fit. (Not in memory:
+# one process has no one else to wait for.)
+_SETTLE_SECONDS = 0.2
 
 
 def fit_set(
-    study: Study, rows: StudyRows, batch_size: int
+    study: Study, rows: StudyRows, batch_size: int, minimum: int
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """``(numbers, x, y)`` of the fit: the first :func:`refit_size` labelled trials in order of
-    completion (then number), listed by trial number (the order the fit sees them in)."""
+    completion (then number), listed by trial number (the order the fit sees them in); none
+    with fewer than ``minimum`` labels."""
     numbers, x, y = labelled_rows(study, rows)
+    if len(numbers) < minimum:
+        return [], x[:0], y[:0]
     finished = {t.number: t.datetime_complete for t in rows.trials}
 
     def completion(i: int) -> tuple[bool, datetime, int]:
@@ -96,10 +100,11 @@ def _digest(*parts: str) -> str:
 # ---- the slot and the lease ---------------------------------------------------------------------
 
 
-def read_published(study: Study, pool: np.ndarray, base: str) -> Ranked | None:
-    """The study's published ranked fit when it is readable and of ``base``, else ``None``."""
+def _published(attrs: dict[str, Any], pool: np.ndarray, base: str) -> Ranked | None:
+    """The ranked fit in the study's system attributes ``attrs`` when it is readable and of
+    ``base``, else ``None``."""
     try:
-        text = get_study_chunked(study._storage, study._study_id, SHARED_FIT_KEY)
+        text = get_chunked(attrs, SHARED_FIT_KEY)
         if text is None:
             return None
         ranked = decode(text, pool)
@@ -112,13 +117,8 @@ def read_published(study: Study, pool: np.ndarray, base: str) -> Ranked | None:
     return ranked
 
 
-def publish(study: Study, ranked: Ranked) -> None:
-    """Overwrite the study's slot with ``ranked``."""
-    set_study_chunked(study._storage, study._study_id, SHARED_FIT_KEY, encode(ranked))
-
-
-def _lease(study: Study) -> dict[str, Any] | None:
-    value = study._storage.get_study_system_attrs(study._study_id).get(SHARED_FIT_LEASE_KEY)
+def _lease(attrs: dict[str, Any]) -> dict[str, Any] | None:
+    value = attrs.get(SHARED_FIT_LEASE_KEY)
     if (isinstance(value, dict) and isinstance(value.get("digest"), str)
             and isinstance(value.get("owner"), str)
             and isinstance(value.get("until"), (int, float))):
@@ -137,13 +137,41 @@ def _held_by_other(lease: dict[str, Any] | None, digest: str, evolve: bool, owne
     )
 
 
-def _take_lease(study: Study, digest: str, evolve: bool, owner: str) -> bool:
-    """Write this worker's lease; whether it still holds it a moment later."""
-    lease = {"digest": digest, "evolve": evolve, "owner": owner,
-             "until": time.time() + LEASE_SECONDS}
-    study._storage.set_study_system_attr(study._study_id, SHARED_FIT_LEASE_KEY, lease)
-    time.sleep(_SETTLE_SECONDS)
-    return not _held_by_other(_lease(study), digest, evolve, owner)
+class _Board:
+    """One study's slot and lease, read together (one read of the study's attributes)."""
+
+    def __init__(self, study: Study, pool: np.ndarray, base: str) -> None:
+        self.study, self.pool, self.base = study, pool, base
+        self.published: Ranked | None = None
+        self.lease: dict[str, Any] | None = None
+
+    def read(self) -> _Board:
+        attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
+        self.published = _published(attrs, self.pool, self.base)
+        self.lease = _lease(attrs)
+        return self
+
+    def has(self, digest: str, evolve: bool) -> bool:
+        return (self.published is not None and self.published.digest == digest
+                and self.published.covers(evolve))
+
+    def lease_to(self, owner: str, digest: str, evolve: bool) -> None:
+        lease = {"digest": digest, "evolve": evolve, "owner": owner,
+                 "until": time.time() + LEASE_SECONDS}
+        self.study._storage.set_study_system_attr(self.study._study_id, SHARED_FIT_LEASE_KEY, lease)
+
+    def publish(self, ranked: Ranked) -> None:
+        """Overwrite the study's slot with ``ranked``."""
+        storage, study_id = self.study._storage, self.study._study_id
+        set_study_chunked(storage, study_id, SHARED_FIT_KEY, encode(ranked))
+
+    def release(self, owner: str) -> None:
+        """End ``owner``'s lease (unless another worker has taken it since)."""
+        lease = self.read().lease
+        if lease is not None and lease["owner"] == owner:
+            self.study._storage.set_study_system_attr(
+                self.study._study_id, SHARED_FIT_LEASE_KEY, {**lease, "until": 0}
+            )
 
 
 def obtain(
@@ -154,31 +182,33 @@ def obtain(
     evolve: bool,
     owner: str,
     compute: Callable[[], Ranked],
-) -> Ranked:
+) -> Ranked | None:
     """The ranked fit ``digest`` (with the genetic search's rankings when ``evolve``).
 
-    Read from the study when published; while another worker fits it, the latest published fit
-    of ``base`` (or, with none, wait for that worker); else ``compute`` it here and publish it.
-    ``owner`` names this worker in the lease.
+    Read from the study when published; else ``compute``d here and published; but while
+    another worker fits it, the latest published fit of ``base`` instead, or ``None`` when
+    there is none yet (the caller continues the warm start). ``owner`` names this worker in the
+    lease.
     """
+    board = _Board(study, pool, base)
     while True:
-        published = read_published(study, pool, base)
-        if published is not None and published.digest == digest and published.covers(evolve):
-            return published
-        if not _held_by_other(_lease(study), digest, evolve, owner):
-            if _take_lease(study, digest, evolve, owner):
+        board.read()
+        if board.has(digest, evolve):
+            return board.published
+        if not _held_by_other(board.lease, digest, evolve, owner):
+            board.lease_to(owner, digest, evolve)
+            if not isinstance(study._storage, InMemoryStorage):
+                time.sleep(_SETTLE_SECONDS)
+            if not _held_by_other(board.read().lease, digest, evolve, owner):
                 break
             continue  # another worker took it at the same moment: it fits
-        if published is not None:
-            return published  # the latest available fit while another worker fits this one
-        time.sleep(_POLL_SECONDS)
+        return board.published  # the latest available fit while another worker fits this one
     try:
+        if board.has(digest, evolve):  # published since it was read above
+            return board.published
         ranked = compute()
-    except BaseException:
-        # Release the lease: the others need not wait for a fit that will not come.
-        study._storage.set_study_system_attr(
-            study._study_id, SHARED_FIT_LEASE_KEY, {"digest": digest, "owner": owner, "until": 0}
-        )
-        raise
-    publish(study, ranked)
+        board.publish(ranked)
+    finally:
+        # Published, or failed: either way nobody need wait for this worker any more.
+        board.release(owner)
     return ranked

@@ -243,24 +243,28 @@ class NARSSampler(BaseNASSampler):
             return fit
 
     def _ranked(
-        self, study: Study, ctx: _NARSContext, x: np.ndarray, y: np.ndarray, trial_number: int,
-        stage: Stage, claimed: set[RowKey],
-    ) -> Ranked:
-        """The rankings of the fit on ``x``, ``y`` for trial ``trial_number``: shared through
-        the study (one fit per label set among all workers); when a proposal would run past the
+        self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
+        trial_number: int, stage: Stage, claimed: set[RowKey],
+    ) -> Ranked | None:
+        """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
+        ``trial_number``: shared through the study (one fit per label set among all workers;
+        ``None`` while another worker makes the first one); when a proposal would run past the
         shared top rows (all of them in ``claimed``), the complete rankings of this process's
         own fit."""
         base = self._base(ctx)
         digest = fit_digest(base, x, y)
         evolve = stage == Stage.EVOLUTION
+        # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
+        # runs the genetic search too, so that no worker refits the same labels for it.
+        evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
 
         def compute(shared: bool) -> Ranked:
-            fit = self._fit(ctx, list(range(len(y))), x, y)
+            fit = self._fit(ctx, numbers, x, y)
             evolved = {}
             scores = {}
             for trust in sorted({0.0, self._trust_region}):  # every trust_weight
                 acquisition = self._acquisition(fit, ctx, trust)
-                if evolve:
+                if evolve_here:
                     if trust not in fit.evolved:
                         fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
                     evolved[trust] = fit.evolved[trust]
@@ -273,6 +277,8 @@ class NARSSampler(BaseNASSampler):
             if ranked is None or not ranked.covers(evolve):
                 ranked = obtain(study, ctx.pool, base, digest, evolve, ctx.owner,
                                 lambda: compute(shared=True))
+                if ranked is None:
+                    return None
                 if ranked.digest == digest:  # not a stand-in while another worker fits
                     ctx.ranked = {digest: ranked}
             if ranked.exhausted(trust_weight(trial_number, self._trust_region), evolve, claimed):
@@ -305,15 +311,20 @@ class NARSSampler(BaseNASSampler):
         rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         if stage != Stage.QMC:
             # The first K labelled trials in order of completion, K on a fixed schedule: any
-            # worker holding the same storage derives the same fit set.
-            numbers, x, y = fit_set(study, rows, self._batch_size)
+            # worker holding the same storage derives the same fit set. Not before a round's
+            # worth of labels (the warm start's trials may still run in other workers: every
+            # label would make a new set to fit).
+            numbers, x, y = fit_set(study, rows, self._batch_size,
+                                    min(self._batch_size, self._n_startup_trials))
             if len(numbers) >= 2 and np.ptp(y) > 0:
-                fit = self._ranked(study, ctx, x, y, trial.number, stage, rows.claimed)
+                fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed)
+            if fit is not None:
                 quality = fit.quality
                 rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
                                          stage == Stage.EVOLUTION)
             else:
-                stage = Stage.QMC  # too few distinct labels to fit yet
+                # Too few distinct labels to fit yet, or another worker makes the first fit.
+                stage = Stage.QMC
         rankings.append((ctx.pool, None, None))
         sign = direction_sign(study)
         for values, mean, std in rankings:
