@@ -57,6 +57,11 @@ def test_two_workers_fit_once_per_label_set_and_propose_what_one_would() -> None
     assert set(refits) == set(_refits(alone))  # the same label sets ...
     assert set(refits.values()) == {1}  # ... each fitted once between the two workers
     assert all(_refits(w) for w in workers)  # both took their turn at fitting
+    # One slot, overwritten: a bounded share of the study's attributes.
+    attrs = storage.get_study_system_attrs(studies[0]._study_id)
+    shared_attrs = [v for k, v in attrs.items() if k.startswith("nars:fit")]
+    assert len(shared_attrs) <= 40
+    assert sum(len(str(v)) for v in shared_attrs) < 80_000
 
 
 def test_a_torn_or_foreign_shared_fit_is_ignored() -> None:

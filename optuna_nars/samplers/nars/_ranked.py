@@ -109,18 +109,21 @@ def rank_fit(
     acquisition ``pool_scores`` per trust weight, the genetic search's ``evolved`` rankings,
     each cut to :data:`POOL_TOP` and :data:`EVOLVED_TOP` rows outside the fit set when
     ``shared``, complete otherwise."""
-    fitted = {row_key(row) for row in x} if shared else set()
+    fitted = {row_key(row) for row in x}
 
     def part(values: np.ndarray, mean: np.ndarray, std: np.ndarray,
              index: np.ndarray | None) -> Part:
-        top = (POOL_TOP if index is not None else EVOLVED_TOP) if shared else None
-        keep: list[int] = []
-        for i, row in enumerate(values):
-            if top is not None and len(keep) == top:
-                break
-            if row_key(row) not in fitted:
-                keep.append(i)
-        complete = top is None or len(keep) < top or keep[-1] == len(values) - 1
+        if not shared:
+            keep, complete = list(range(len(values))), True
+        else:
+            top = POOL_TOP if index is not None else EVOLVED_TOP
+            keep = []
+            for i, row in enumerate(values):
+                if len(keep) == top:
+                    break
+                if row_key(row) not in fitted:
+                    keep.append(i)
+            complete = len(keep) < top or keep[-1] == len(values) - 1
         value, spread = fit.to_values(mean[keep], std[keep])
         return Part(values[keep], value, spread, complete,
                     None if index is None else index[keep])

@@ -14,14 +14,14 @@ fit is never reused for labels it was not fitted on.
 **Sharing.** What a fit produces, a :class:`~optuna_nars.samplers.nars._ranked.Ranked` (top
 candidates with their predictions, the cross-validated Kendall tau: small JSON, no weights, no
 pickle), goes to one slot of the study's system attributes (:data:`SHARED_FIT_KEY`, chunked,
-overwritten per label set: bounded, and Optuna cannot delete attributes). :func:`obtain` reads
-it when it is the fit a worker needs; otherwise the worker takes a lease
+overwritten per label set: bounded, and Optuna cannot delete attributes). :func:`obtain` reads it
+when it is the fit a worker needs; otherwise the worker takes a lease
 (:data:`SHARED_FIT_LEASE_KEY`), fits, and publishes. While another worker holds the lease on the
-needed label set, the others do not wait: they propose from the latest published fit, or
-continue the warm start before the first one (a lease expires after :data:`LEASE_SECONDS`, in
-case its worker died). A torn, foreign or older-format artefact is ignored (debug log) and the
-worker fits itself. Proposals are the same whether a worker reads the artefact or fits: both
-walk the same rankings, so a single worker proposes what it did before the fits were shared.
+needed label set, the others do not wait: they propose from the latest published fit, or continue
+the warm start before the first one (a lease expires after :data:`LEASE_SECONDS`, in case its
+worker died). A torn, foreign or older-format artefact is ignored (debug log) and the worker fits
+itself. Proposals are the same whether a worker reads the artefact of its label set or fits it:
+both walk the same rankings.
 """
 
 from __future__ import annotations
@@ -53,8 +53,7 @@ _logger = optuna.logging.get_logger("optuna." + __name__)
 
 LEASE_SECONDS = 120.0  # how long others leave a label set to a worker fitting it (or dead)
 # After taking the lease, a worker reads it back this much later: of workers that took it at
-# once, only the last writer fits, the others find its lease and use its fit. (Not in memory:
-# one process has no one else to wait for.)
+# once, only the last writer fits, the others find its lease and use its fit.
 _SETTLE_SECONDS = 0.2
 
 
@@ -191,13 +190,14 @@ def obtain(
     lease.
     """
     board = _Board(study, pool, base)
+    in_process = isinstance(study._storage, InMemoryStorage)
     while True:
         board.read()
         if board.has(digest, evolve):
             return board.published
         if not _held_by_other(board.lease, digest, evolve, owner):
             board.lease_to(owner, digest, evolve)
-            if not isinstance(study._storage, InMemoryStorage):
+            if not in_process:  # one process has no one else to settle with
                 time.sleep(_SETTLE_SECONDS)
             if not _held_by_other(board.read().lease, digest, evolve, owner):
                 break
