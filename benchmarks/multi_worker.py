@@ -11,8 +11,9 @@ Per configuration: trials per minute (trials / wall time from the first worker's
 last one's end), the wall time of ``study.ask()`` + ``SearchSpace.suggest`` per trial (p50, p95),
 the sampler's share of the workers' time (every sampler call timed by the same delegating
 sampler as ``sampler_overhead.py``, summed over workers, over the workers' summed wall times),
-and the predictor refits: in total, per label count fitted (``NARSSampler.timings`` of each
-worker), and refits per label set (1.0 when every label set is fitted once among all workers).
+the predictor refits: in total, per label count fitted (``NARSSampler.timings`` of each
+worker), and refits per label set (1.0 when every label set is fitted once among all workers);
+and the best value found.
 Targets: the sampler's share under 30% with W workers, and the W-worker ask p95 under 3x the
 one-worker p95.
 
@@ -21,8 +22,8 @@ Run from the repository root (W worker processes need the database server)::
     python benchmarks/multi_worker.py --quick   # 100 trials, 0.25 s each; a few minutes
     python benchmarks/multi_worker.py           # 300 trials, 0.5 s each
 
-``--label`` names the run inside the results file (e.g. ``before`` / ``after`` a change): runs
-with other labels already in the file are kept. Results go to
+``--label`` names the run inside the results file (e.g. ``before`` / ``after`` a change; the
+mode is appended): runs under other names already in the file are kept. Results go to
 ``benchmarks/results/multi_worker.json``.
 """
 
@@ -124,7 +125,8 @@ def run_config(args: Any, n_workers: int) -> dict[str, Any]:
         if proc.returncode != 0:
             raise RuntimeError(f"a worker exited with code {proc.returncode}")
         reports.append(json.loads(out.strip().splitlines()[-1]))
-    return summarise(reports, n_workers, args.trials)
+    best = optuna.load_study(study_name=name, storage=args.storage).best_value
+    return {**summarise(reports, n_workers, args.trials), "best_value": best}
 
 
 def summarise(reports: list[dict[str, Any]], n_workers: int, n_trials: int) -> dict[str, Any]:
@@ -192,9 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         configs.append(run_config(args, n_workers))
         print(table(configs[-1:]), flush=True)
     base, multi = configs
+    mode = "quick" if args.quick else "full"
     run = {
         "command": command_line(),
         "date": utc_now(),
+        "mode": mode,
         "git": git_state(),
         "settings": {"trials": args.trials, "sleep_s": args.sleep, "workers": args.workers,
                      "storage": args.storage.split("://")[0],
@@ -211,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = {}
     if args.output.exists():
         runs = json.loads(args.output.read_text()).get("runs", {})
-    runs[args.label] = run
+    runs[f"{args.label}-{mode}"] = run
     save_results(args.output, "multi_worker", args,
                  {"wall_s": time.perf_counter() - started, "runs": runs})
     return 0

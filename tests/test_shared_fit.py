@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 import uuid
 from collections import Counter
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.storages import JournalStorage
-from optuna.storages.journal import JournalFileBackend
 
 from optuna_nars import SearchSpace
 from optuna_nars.samplers import NARSSampler
 
 sys.path.insert(0, str(Path(__file__).parent))
+from test_distributed import WORKER, journal_storage  # noqa: E402
 from test_sampler import fast_sampler, synthetic_objective  # noqa: E402
 
 SETTINGS = dict(n_startup_trials=4, batch_size=3, n_rounds=2)  # stage 3 from trial 10
@@ -96,38 +94,20 @@ def test_a_torn_or_foreign_shared_fit_is_ignored() -> None:
     assert [t.params for t in study.trials] == [t.params for t in clean.trials]
 
 
-WORKER = textwrap.dedent(
-    """
-    import json, sys, time, optuna
-    sys.path.insert(0, {tests!r})
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-    from test_sampler import fast_sampler, synthetic_accuracy
-    from optuna_nars import SearchSpace
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space = SearchSpace.tiny()
-
-    def objective(trial):
-        space.suggest(trial)
-        time.sleep(0.05)  # overlap with the other workers
-        return synthetic_accuracy(space, trial.params)
-
-    sampler = fast_sampler(search_space=space)
-    study = optuna.load_study(study_name={name!r}, sampler=sampler,
-                              storage=JournalStorage(JournalFileBackend({path!r})))
-    study.optimize(objective, n_trials={n_trials})
-    print(json.dumps([t.n_labels for t in sampler.timings if t.step == "refit"]))
-    """
+# Appended to test_distributed's worker script: what this process fitted.
+REPORT = (
+    "import json\n"
+    "print(json.dumps([t.n_labels for t in study.sampler.timings if t.step == 'refit']))\n"
 )
 
 
 def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
-    path, name = str(tmp_path / "journal.log"), f"shared-{uuid.uuid4().hex[:8]}"
-    storage = JournalStorage(JournalFileBackend(path))
+    code, storage = journal_storage(tmp_path / "journal.log")
+    name = f"shared-{uuid.uuid4().hex[:8]}"
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
     script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(Path(__file__).parent), name=name, path=path,
-                                    n_trials=8))
+    script.write_text(code + WORKER.format(tests=str(Path(__file__).parent), name=name,
+                                           n_trials=8) + REPORT)
     n_workers = 3
     procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(n_workers)]
@@ -138,7 +118,7 @@ def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
         refits.update(json.loads(out.strip().splitlines()[-1]))
 
     trials = optuna.load_study(study_name=name, storage=storage).trials
-    assert len(trials) == 3 * 8
+    assert len(trials) == n_workers * 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     keys = [tuple(sorted(t.params.items())) for t in trials]
     assert len(set(keys)) == len(keys), "two workers evaluated the same candidate"

@@ -179,8 +179,9 @@ class NARSSampler(BaseNASSampler):
     def timings(self) -> tuple[Timing, ...]:
         """Wall times of this process's pretraining, refits and genetic searches, in order.
 
-        A per-process record (a pickled or fresh sampler starts empty; a cached fit is not
-        timed again), for benchmarks and profiling.
+        A per-process record (a pickled or fresh sampler starts empty; a cached fit, or one
+        that another worker published to the study, is not timed again), for benchmarks and
+        profiling.
         """
         return tuple(self._timings)
 
