@@ -11,6 +11,9 @@ Study system attributes (shared by all workers of a study):
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
 * :data:`INTERRUPTED_PREFIX` + a trial number: why that trial was failed as interrupted, for
   trials that could no longer be written when the interruption was found (RDB heartbeat).
+* :data:`SHARED_FIT_KEY`: NARSSampler's latest ranked fit, chunked: one slot, overwritten per
+  label set (:mod:`optuna_nars.samplers.nars._shared_fit`); :data:`SHARED_FIT_LEASE_KEY`: which
+  worker is fitting which label set, and until when.
 
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
@@ -32,6 +35,8 @@ PREDICTOR_QUALITY_KEY = "nars:predictor"
 SPACE_KEY = "nars:space"
 SETTINGS_KEY = "nars:search"
 INTERRUPTED_PREFIX = "nars:interrupted:"
+SHARED_FIT_KEY = "nars:fit"
+SHARED_FIT_LEASE_KEY = "nars:fit_lease"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"

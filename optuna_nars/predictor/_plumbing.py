@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -32,21 +33,37 @@ def as_2d(name: str, x: np.ndarray | None, n: int | None = None) -> np.ndarray:
     return x
 
 
+# torch's intra-op thread count is process-wide: the threads of one process that train or predict
+# at once share one cap. The first to enter sets it, the last to leave restores it.
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
 @contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
     """Temporarily cap torch's intra-op threads: these matmuls are tiny, so extra threads only
-    add synchronisation (and fight other processes for the cores)."""
-    # Process-wide setting, saved and restored without a lock: not safe when several threads
-    # train predictors at once (left as it was in this restructuring).
+    add synchronisation (and fight other processes for the cores).
+
+    Safe from several threads at once: while any of them is inside, the cap of the first one
+    holds; the count from before is restored when the last one leaves.
+    """
+    global _threads_users, _threads_before
     if n is None:
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(min(n, before))
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(min(n, _threads_before))
+        _threads_users += 1
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 def to_tensor(x: np.ndarray) -> torch.Tensor:

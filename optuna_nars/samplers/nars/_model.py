@@ -25,7 +25,8 @@ Ranking = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, mean, std: best f
 
 @dataclass
 class Fit:
-    """A predictor fitted on one set of labelled trials, with its pool ranking.
+    """A predictor fitted on one set of labelled trials, with its pool ranking (the process's
+    own; what other workers read of it is a :class:`~optuna_nars.samplers.nars._shared_fit.Ranked`).
 
     The predictor learns the labels' normal scores; ``labels`` (sorted label values, their
     sorted scores) maps a predicted score back to the objective's scale.
@@ -63,9 +64,14 @@ class Fit:
         """A predicted score and spread on the objective's scale: the score mapped through the
         labels' empirical quantiles (so within the measured range), the spread scaled by the
         labels' spread."""
+        value, spread = self.to_values(np.asarray(mean), np.asarray(std))
+        return float(value), float(spread)
+
+    def to_values(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`to_value` of arrays of scores and spreads."""
         y, z = self.labels
         scale = float(np.std(y) / np.std(z)) if np.std(z) > 0 else 0.0
-        return float(np.interp(mean, z, y)), float(std * scale)
+        return np.interp(mean, z, y), std * scale
 
 
 def normal_scores(y: np.ndarray) -> np.ndarray:

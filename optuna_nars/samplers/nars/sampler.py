@@ -18,14 +18,16 @@ acquisition is penalised by the distance to the nearest measured pair (``trust_r
 ``benchmarks/RESULTS.md`` for what each change did.
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
-trial number, the predictor from the labelled trials (cached in memory, keyed by them). Claims,
-the relative search space and the constraints are the base sampler's
-(:mod:`optuna_nars.samplers._base`).
+trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
+and shared through the study: the first worker to need it fits it and publishes its rankings,
+the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`). Claims, the relative
+search space and the constraints are the base sampler's (:mod:`optuna_nars.samplers._base`).
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
@@ -44,15 +46,17 @@ from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
 from optuna_nars.samplers._context import (
+    RowKey,
     SpaceContext,
     StudyRows,
     direction_sign,
-    labelled_rows,
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
-from optuna_nars.samplers.nars._schedule import StagePlan, refit_size, trust_weight
+from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
+from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
+from optuna_nars.samplers.nars._shared_fit import base_digest, fit_digest, fit_set, obtain
 from optuna_nars.space import SearchSpace
 
 __all__ = ["NARSSampler", "Timing"]
@@ -80,8 +84,14 @@ class _NARSContext(SpaceContext):
     """The base context plus NARSSampler's pool and predictors for that space."""
 
     pool: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # feasible, QMC order
-    fits: dict[tuple, Fit] = field(default_factory=dict)  # the latest fit, by trial numbers
     pretrained: NARSPredictor | None = None
+    # Fits by the digest of what they were fitted on (_shared_fit.fit_digest), latest only: this
+    # process's own fit, the shared rankings, the complete rankings of this process's fit.
+    base: str = ""  # _shared_fit.base_digest, once the pool is known
+    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # this worker, in leases
+    fits: dict[str, Fit] = field(default_factory=dict)
+    ranked: dict[str, Ranked] = field(default_factory=dict)
+    complete: dict[str, Ranked] = field(default_factory=dict)
 
 
 class NARSSampler(BaseNASSampler):
@@ -170,8 +180,9 @@ class NARSSampler(BaseNASSampler):
     def timings(self) -> tuple[Timing, ...]:
         """Wall times of this process's pretraining, refits and genetic searches, in order.
 
-        A per-process record (a pickled or fresh sampler starts empty; a cached fit is not
-        timed again), for benchmarks and profiling.
+        A per-process record (a pickled or fresh sampler starts empty; a cached fit, or one
+        that another worker published to the study, is not timed again), for benchmarks and
+        profiling.
         """
         return tuple(self._timings)
 
@@ -205,8 +216,22 @@ class NARSSampler(BaseNASSampler):
                 self._timed("pretrain", 0, start)
             return ctx.pretrained
 
+    def _base(self, ctx: _NARSContext) -> str:
+        """The digest of the settings and the pool that every fit of ``ctx`` depends on."""
+        if not ctx.base:
+            settings = {
+                "seed": self._seed, "n_pretrain": self._n_pretrain,
+                "exploration": self._exploration, "trust_region": self._trust_region,
+                "predictor": self._predictor_template.get_params(),
+                "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
+            }
+            ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
+        return ctx.base
+
     def _fit(self, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray) -> Fit:
-        key = tuple(numbers)
+        """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``), cached by
+        what it was fitted on."""
+        key = fit_digest(self._base(ctx), x, y)
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
@@ -218,6 +243,53 @@ class NARSSampler(BaseNASSampler):
                 self._timed("refit", len(numbers), start)
                 ctx.fits = {key: fit}  # keep only the latest fit
             return fit
+
+    def _ranked(
+        self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
+        trial_number: int, stage: Stage, claimed: set[RowKey],
+    ) -> Ranked | None:
+        """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
+        ``trial_number``: shared through the study (one fit per label set among all workers;
+        ``None`` while another worker makes the first one); when a proposal would run past the
+        shared top rows (all of them in ``claimed``), the complete rankings of this process's
+        own fit."""
+        base = self._base(ctx)
+        digest = fit_digest(base, x, y)
+        evolve = stage == Stage.EVOLUTION
+        # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
+        # runs the genetic search too, so that no worker refits the same labels for it.
+        evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
+
+        def compute(shared: bool) -> Ranked:
+            fit = self._fit(ctx, numbers, x, y)
+            evolved = {}
+            scores = {}
+            for trust in sorted({0.0, self._trust_region}):  # every trust_weight
+                acquisition = self._acquisition(fit, ctx, trust)
+                if evolve_here:
+                    if trust not in fit.evolved:
+                        fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
+                    evolved[trust] = fit.evolved[trust]
+                scores[trust] = acquisition.pool_scores(ctx.pool)
+            return rank_fit(fit, scores, evolved, ctx.pool, x, digest=digest, base=base,
+                            shared=shared)
+
+        with self._lock:
+            ranked = ctx.ranked.get(digest)
+            if ranked is None or not ranked.covers(evolve):
+                ranked = obtain(study, ctx.pool, base, digest, evolve, ctx.owner,
+                                lambda: compute(shared=True))
+                if ranked is None:
+                    return None
+                if ranked.digest == digest:  # not a stand-in while another worker fits
+                    ctx.ranked = {digest: ranked}
+            if ranked.exhausted(trust_weight(trial_number, self._trust_region), evolve, claimed):
+                complete = ctx.complete.get(digest)
+                if complete is None or not complete.covers(evolve):
+                    complete = compute(shared=False)
+                    ctx.complete = {digest: complete}
+                ranked = complete
+            return ranked
 
     def _evolve(self, ctx: _NARSContext, acquisition: Acquisition, x: np.ndarray,
                 y: np.ndarray) -> Ranking:
@@ -236,21 +308,25 @@ class NARSSampler(BaseNASSampler):
     ) -> Claim:
         ctx = cast(_NARSContext, ctx)
         stage = self.plan.stage(trial.number)
-        fit: Fit | None = None
+        fit: Ranked | None = None
         quality = None
         rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
         if stage != Stage.QMC:
-            numbers, x, y = labelled_rows(study, rows)
-            # The fit uses the first K labelled trials by number, K on a fixed schedule, so any
-            # worker holding the same storage derives the same predictor.
-            k = refit_size(len(numbers), self._batch_size)
-            if k >= 2 and np.ptp(y[:k]) > 0:
-                fit = self._fit(ctx, numbers[:k], x[:k], y[:k])
-                if fit.kendall_tau is not None:
-                    quality = {"n_labels": k, "kendall_tau": fit.kendall_tau}
-                rankings += self._rankings(ctx, fit, x[:k], y[:k], trial.number, stage)
+            # The first K labelled trials in order of completion, K on a fixed schedule: any
+            # worker holding the same storage derives the same fit set. Not before a round's
+            # worth of labels (the warm start's trials may still run in other workers: every
+            # label would make a new set to fit).
+            numbers, x, y = fit_set(study, rows, self._batch_size,
+                                    min(self._batch_size, self._n_startup_trials))
+            if len(numbers) >= 2 and np.ptp(y) > 0:
+                fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed)
+            if fit is not None:
+                quality = fit.quality
+                rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
+                                         stage == Stage.EVOLUTION)
             else:
-                stage = Stage.QMC  # too few distinct labels to fit yet
+                # Too few distinct labels to fit yet, or another worker makes the first fit.
+                stage = Stage.QMC
         rankings.append((ctx.pool, None, None))
         sign = direction_sign(study)
         for values, mean, std in rankings:
@@ -269,21 +345,6 @@ class NARSSampler(BaseNASSampler):
         )
         values, mean, std = rankings[0]
         return _with_prediction(Claim(values[0], Stage.REPEAT), fit, mean, std, 0, sign)
-
-    def _rankings(
-        self, ctx: _NARSContext, fit: Fit, x: np.ndarray, y: np.ndarray, trial_number: int,
-        stage: Stage,
-    ) -> list[Ranking]:
-        """Candidates best first: the genetic search's (stage 3), then the pool's."""
-        acquisition = self._acquisition(fit, ctx, trust_weight(trial_number, self._trust_region))
-        out = []
-        if stage == Stage.EVOLUTION:
-            trust = acquisition.trust
-            if trust not in fit.evolved:
-                fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
-            out.append(fit.evolved[trust])
-        out.append(acquisition.pool_ranking(ctx.pool))
-        return out
 
     # ---- re-targeting ----------------------------------------------------------------------
 
@@ -313,7 +374,7 @@ class NARSSampler(BaseNASSampler):
 
 
 def _with_prediction(
-    claim: Claim, fit: Fit | None, mean: np.ndarray | None, std: np.ndarray | None, i: int,
+    claim: Claim, fit: Ranked | None, mean: np.ndarray | None, std: np.ndarray | None, i: int,
     sign: float,
 ) -> Claim:
     """``claim`` with the prediction of row ``i`` of a ranking, when it has one."""

@@ -1,0 +1,126 @@
+"""Workers of one study share each fit: fitted once per label set, read by the others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optuna_nars import SearchSpace
+from optuna_nars.samplers import NARSSampler
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_distributed import WORKER, journal_storage  # noqa: E402
+from test_sampler import fast_sampler, synthetic_objective  # noqa: E402
+
+SETTINGS = dict(n_startup_trials=4, batch_size=3, n_rounds=2)  # stage 3 from trial 10
+N_TRIALS = 16
+
+
+def _refits(*samplers: NARSSampler) -> Counter[int]:
+    """How often the samplers fitted the predictor, by number of labels."""
+    return Counter(t.n_labels for s in samplers for t in s.timings if t.step == "refit")
+
+
+def _record(study: optuna.Study) -> list[tuple[dict, float | None, str]]:
+    return [(t.params, t.user_attrs.get("nars:predicted"), t.user_attrs["nars:stage"])
+            for t in study.trials]
+
+
+def test_two_workers_fit_once_per_label_set_and_propose_what_one_would() -> None:
+    space = SearchSpace.tiny()
+    objective = synthetic_objective(space)
+    alone = fast_sampler(search_space=space, **SETTINGS)
+    single = optuna.create_study(direction="maximize", sampler=alone)
+    single.optimize(objective, n_trials=N_TRIALS)
+
+    storage = optuna.storages.InMemoryStorage()
+    workers = [fast_sampler(search_space=space, **SETTINGS) for _ in range(2)]
+    name = optuna.create_study(storage=storage, direction="maximize").study_name
+    studies = [optuna.load_study(study_name=name, storage=storage, sampler=w) for w in workers]
+    for i in range(N_TRIALS):  # the workers take turns
+        studies[i % 2].optimize(objective, n_trials=1)
+
+    shared = _record(studies[0])
+    assert [p for p, _, _ in shared] == [p for p, _, _ in _record(single)]
+    assert [v for _, v, _ in shared] == pytest.approx([v for _, v, _ in _record(single)])
+    assert {"predictor", "evolution"} <= {s for _, _, s in shared}
+    refits = _refits(*workers)
+    assert set(refits) == set(_refits(alone))  # the same label sets ...
+    assert set(refits.values()) == {1}  # ... each fitted once between the two workers
+    assert all(_refits(w) for w in workers)  # both took their turn at fitting
+    # One slot, overwritten: a bounded share of the study's attributes.
+    attrs = storage.get_study_system_attrs(studies[0]._study_id)
+    shared_attrs = [v for k, v in attrs.items() if k.startswith("nars:fit")]
+    assert len(shared_attrs) <= 40
+    assert sum(len(str(v)) for v in shared_attrs) < 80_000
+
+
+def test_a_torn_or_foreign_shared_fit_is_ignored() -> None:
+    space = SearchSpace.tiny()
+    objective = synthetic_objective(space)
+    clean = optuna.create_study(direction="maximize",
+                                sampler=fast_sampler(search_space=space, **SETTINGS))
+    clean.optimize(objective, n_trials=8)
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, direction="maximize",
+                                sampler=fast_sampler(search_space=space, **SETTINGS))
+    study.optimize(objective, n_trials=5)
+    # What a worker left in the slot: half a write.
+    storage.set_study_system_attr(study._study_id, "nars:fit:0", '0123 {"format": 1, "dig')
+    storage.set_study_system_attr(study._study_id, "nars:fit", 1)
+    fresh = fast_sampler(search_space=space, **SETTINGS)  # knows nothing but the storage
+    optuna.load_study(study_name=study.study_name, storage=storage,
+                      sampler=fresh).optimize(objective, n_trials=1)
+    assert _refits(fresh)  # it fitted for itself
+    # Then another sampler's fit (other settings) in the slot.
+    other = optuna.create_study(direction="maximize",
+                                sampler=fast_sampler(search_space=space, seed=1, **SETTINGS))
+    other.optimize(objective, n_trials=6)
+    for key, value in other._storage.get_study_system_attrs(other._study_id).items():
+        if key.startswith("nars:fit"):
+            storage.set_study_system_attr(study._study_id, key, value)
+    fresh = fast_sampler(search_space=space, **SETTINGS)
+    optuna.load_study(study_name=study.study_name, storage=storage,
+                      sampler=fresh).optimize(objective, n_trials=2)
+    assert _refits(fresh)
+    assert [t.params for t in study.trials] == [t.params for t in clean.trials]
+
+
+# Appended to test_distributed's worker script: what this process fitted.
+REPORT = (
+    "import json\n"
+    "print(json.dumps([t.n_labels for t in study.sampler.timings if t.step == 'refit']))\n"
+)
+
+
+def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
+    code, storage = journal_storage(tmp_path / "journal.log")
+    name = f"shared-{uuid.uuid4().hex[:8]}"
+    optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    script = tmp_path / "worker.py"
+    script.write_text(code + WORKER.format(tests=str(Path(__file__).parent), name=name,
+                                           n_trials=8) + REPORT)
+    n_workers = 3
+    procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(n_workers)]
+    refits: Counter[int] = Counter()
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        refits.update(json.loads(out.strip().splitlines()[-1]))
+
+    trials = optuna.load_study(study_name=name, storage=storage).trials
+    assert len(trials) == n_workers * 8
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    keys = [tuple(sorted(t.params.items())) for t in trials]
+    assert len(set(keys)) == len(keys), "two workers evaluated the same candidate"
+    assert len(refits) >= 3  # several label sets were fitted ...
+    assert sum(refits.values()) < n_workers * len(refits)  # ... not each by every worker
