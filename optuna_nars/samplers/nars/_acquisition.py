@@ -47,11 +47,6 @@ class Acquisition:
             fit.pool_scores[self.trust] = self.score(pool, fit.pool_mean, fit.pool_std)
         return fit.pool_scores[self.trust]
 
-    def pool_ranking(self, pool: np.ndarray) -> Ranking:
-        """The pool, best acquisition first."""
-        order = np.argsort(-self.pool_scores(pool), kind="stable")
-        return pool[order], self.fit.pool_mean[order], self.fit.pool_std[order]
-
     def evolve(
         self,
         pool: np.ndarray,

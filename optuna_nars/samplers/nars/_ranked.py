@@ -130,7 +130,7 @@ def rank_fit(
 
     pool_parts = {}
     for trust, scores in pool_scores.items():
-        order = np.argsort(-scores, kind="stable")  # as Acquisition.pool_ranking orders it
+        order = np.argsort(-scores, kind="stable")  # best acquisition first; ties in pool order
         pool_parts[trust] = part(pool[order], fit.pool_mean[order], fit.pool_std[order], order)
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
     return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts)
