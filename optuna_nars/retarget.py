@@ -31,7 +31,7 @@ def retarget(
 ) -> dict[str, Any]:
     """The top predicted pairs for ``budget`` as a JSON-ready report, with no training.
 
-    A :class:`~optuna_nars.sampler.NARSSampler` over ``space`` learns from the study's labelled
+    A :class:`~optuna_nars.samplers.NARSSampler` over ``space`` learns from the study's labelled
     trials and searches the new budget (``optuna-nars retarget --json`` writes this report).
     ``distinct="arch"`` keeps the best recipe of each architecture; ``"pair"`` lists every pair.
     Each proposal says whether (and with which label) it was already trained.
