@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_real"]
+__all__ = ["check_choice", "check_int", "check_real", "finite_number"]
 
 
 def _subject(name: str, owner: str | None) -> str:
@@ -102,3 +102,8 @@ def check_choice(name: str, value: Any, choices: Collection[Any], *,
         raise ValueError(f"{_subject(name, owner)} must be one of {list(choices)}. "
                          f"Got {value!r}.")
     return value
+
+
+def finite_number(x: Any) -> float | None:
+    """``x`` as a ``float`` if it is a finite int or float (attributes may hold anything)."""
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None

@@ -27,8 +27,6 @@ classes...). :meth:`Candidate.from_json` reads it as it is; :func:`load_candidat
 from __future__ import annotations
 
 import json
-import math
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,8 +36,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nars._keys import PREDICTED_KEY, SETTINGS_KEY, SPACE_KEY, STAGE_KEY
 from optuna_nars._storage import get_study_chunked, set_study_chunked
+from optuna_nars._validation import finite_number
 from optuna_nars.candidate import Candidate
 from optuna_nars.cost import count_flops, count_params
+from optuna_nars.data.catalog import PathLike
 from optuna_nars.labels import get_label_step, trial_labels
 from optuna_nars.space import SearchSpace
 
@@ -63,9 +63,6 @@ __all__ = [
 
 EXPORT_FORMAT = "optuna-nars/candidate"
 EXPORT_VERSION = 1
-
-PathLike = str | os.PathLike[str]
-
 
 # ---- the study's search space and settings -----------------------------------------------------
 
@@ -104,10 +101,6 @@ def load_search_settings(study: optuna.Study) -> dict[str, Any]:
 
 
 # ---- exporting a trial --------------------------------------------------------------------------
-
-
-def _finite_or_none(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def export_trial(
@@ -168,7 +161,7 @@ def export_trial(
         "state": trial.state.name,
         "accuracy": labels.get(trial.number),
         "label_step": get_label_step(study),
-        "final_value": _finite_or_none(trial.value) if trial.state == TrialState.COMPLETE
+        "final_value": finite_number(trial.value) if trial.state == TrialState.COMPLETE
         else None,
         "epochs_trained": trial.last_step,
         "flops": flops,

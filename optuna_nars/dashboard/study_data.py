@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from optuna_nars._keys import PREDICTED_KEY, PREDICTOR_QUALITY_KEY, Stage
+from optuna_nars._validation import finite_number
 from optuna_nars.cost import count_flops, count_params
 from optuna_nars.labels import get_label_step, trial_labels
 from optuna_nars.pruner.calibration import rank_correlation
@@ -75,11 +75,6 @@ class StudySnapshot:
             label_step=get_label_step(study),
             system_attrs=study._storage.get_study_system_attrs(study._study_id),
         )
-
-
-def finite_number(x: Any) -> float | None:
-    """``x`` as a ``float`` if it is a finite int or float (attributes may hold anything)."""
-    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
 def format_number(x: Any, spec: str = ".4f", missing: str = "–") -> str:
