@@ -39,6 +39,7 @@ from optuna.samplers import (
 from optuna.trial import TrialState
 
 from benchmarks.suite.problems import Problem, get_problem
+from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import (
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
@@ -107,6 +108,8 @@ def parse_sampler(name: str) -> tuple[str, dict[str, Any]]:
 def make_sampler(name: str, problem: Problem, seed: int) -> BaseSampler:
     base, overrides = parse_sampler(name)
     cls, defaults = SAMPLERS[base]
+    if isinstance(overrides.get("predictor"), dict):  # nars[predictor={"bootstrap":true}]
+        overrides["predictor"] = NARSPredictor(**overrides["predictor"])
     return cls(**{**defaults(problem), "seed": seed, **overrides})
 
 

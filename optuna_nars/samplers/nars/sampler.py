@@ -51,7 +51,7 @@ from optuna_nars.samplers._context import (
     StudyRows,
     direction_sign,
 )
-from optuna_nars.samplers.nars._acquisition import Acquisition
+from optuna_nars.samplers.nars._acquisition import ACQUISITIONS, Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
@@ -117,7 +117,11 @@ class NARSSampler(BaseNASSampler):
         n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
-        exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``.
+        exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
+            (``acquisition="ucb"``).
+        acquisition: ``"ucb"`` (``mean + exploration * std``; the default, with
+            ``exploration=0`` the predicted score itself) or ``"ei"``: the expected improvement
+            over the best label under the ensemble's normal ``(mean, std)``.
         trust_region: On every other proposal, the acquisition is penalised by this weight times
             the candidate's distance to the nearest measured pair (in units of the measured
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
@@ -147,6 +151,7 @@ class NARSSampler(BaseNASSampler):
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
         trust_region: float = 1.0,
+        acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -168,6 +173,10 @@ class NARSSampler(BaseNASSampler):
         self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
         self._exploration = check_real("exploration", exploration, low=0)
         self._trust_region = check_real("trust_region", trust_region, low=0)
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}. "
+                             f"Got {acquisition!r}. Use e.g. acquisition='ei'.")
+        self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor()
         self._complete_init()
 
@@ -222,6 +231,7 @@ class NARSSampler(BaseNASSampler):
             settings = {
                 "seed": self._seed, "n_pretrain": self._n_pretrain,
                 "exploration": self._exploration, "trust_region": self._trust_region,
+                "acquisition": self._acquisition_kind,
                 "predictor": self._predictor_template.get_params(),
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
@@ -299,7 +309,8 @@ class NARSSampler(BaseNASSampler):
         return ranking
 
     def _acquisition(self, fit: Fit, ctx: SpaceContext, trust: float) -> Acquisition:
-        return Acquisition(fit, ctx.param_space, self._exploration, trust)
+        return Acquisition(fit, ctx.param_space, self._exploration, trust,
+                           self._acquisition_kind)
 
     # ---- sampling --------------------------------------------------------------------------
 
