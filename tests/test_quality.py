@@ -1,14 +1,17 @@
-"""Search quality at small budgets (issue 12): predictions that rank beyond the best label."""
+"""Search quality at small budgets (issue 12): predictions that rank beyond the best label, an
+ensemble spread that flags extrapolation, an acquisition that uses it."""
 
 from __future__ import annotations
 
 import numpy as np
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import NARSSampler
-from optuna_nars.samplers.nars._model import normal_scores
+from optuna_nars.samplers.nars._acquisition import Acquisition
+from optuna_nars.samplers.nars._model import Fit, normal_scores
 from optuna_nars.samplers.nars._scale import scores_to_values
 
 FAST = dict(n_members=2, frozen_epochs=10, finetune_epochs=30, pretrain_epochs=10)
@@ -47,3 +50,33 @@ def test_retarget_top_candidates_do_not_tie_above_the_best_label() -> None:
     assert len(set(predicted)) == len(predicted)  # and not tied there
     assert predicted == sorted(predicted, reverse=True)
     assert all(p.params["x"] > 0.4 for p in proposals[:3])
+
+
+def test_bootstrap_ensemble_spread_grows_away_from_the_data() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 0.3, size=(24, 2))
+    y = x[:, 0] + 0.5 * x[:, 1] + rng.normal(0, 0.01, 24)
+    predictor = NARSPredictor(n_members=8, bootstrap=True, frozen_epochs=0, finetune_epochs=60,
+                              hidden=32, embedding_dim=16, seed=0).fit(x, None, y)
+    near = rng.uniform(0.0, 0.3, size=(64, 2))
+    far = rng.uniform(2.0, 3.0, size=(64, 2))
+    _, std_near = predictor.predict(near)
+    _, std_far = predictor.predict(far)
+    assert np.median(std_far) > 3 * np.median(std_near)
+    # Off by default: the settings say so, and a clone keeps it.
+    assert NARSPredictor().get_params()["bootstrap"] is False
+    assert predictor.clone().bootstrap is True
+
+
+def test_expected_improvement_prefers_the_uncertain_candidate_when_means_tie() -> None:
+    labels = (np.array([0.1, 0.2, 0.3]), np.array([-1.0, 0.0, 1.0]))
+    fit = Fit(None, np.zeros(0), np.zeros(0), None, labels, np.zeros((0, 2)))  # type: ignore[arg-type]
+    values = np.zeros((3, 2))
+    mean, std = np.array([0.5, 0.5, 2.0]), np.array([0.1, 1.0, 0.0])
+    ei = Acquisition(fit, None, 0.0, 0.0, "ei").score(values, mean, std)  # type: ignore[arg-type]
+    assert ei[1] > ei[0] > 0  # same mean, below the best label's score 1.0: spread wins
+    assert ei[2] == pytest.approx(1.0)  # certain improvement of 1.0
+    plain = Acquisition(fit, None, 0.0, 0.0).score(values, mean, std)  # type: ignore[arg-type]
+    assert plain[0] == plain[1]  # pure exploitation cannot tell them apart
+    with pytest.raises(ValueError, match="acquisition must be one of 'ucb', 'ei'"):
+        NARSSampler(acquisition="thompson")
