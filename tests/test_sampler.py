@@ -241,9 +241,11 @@ def test_predictions_stay_on_the_measured_scale_despite_outliers() -> None:
     predicted = [t.user_attrs["nars:predicted"] for t in study.trials
                  if "nars:predicted" in t.user_attrs]
     assert predicted
-    # Rank-based labels: predictions are mapped back within the measured range, never to a
-    # value better than anything seen nor onto the outliers' scale.
-    assert min(predicted) >= min(labelled) - 1e-12
+    # Rank-based labels: predictions are mapped back onto the measured scale, never onto the
+    # outliers'; beyond the best label they extrapolate (to keep ranking) by less than the
+    # spread of the non-diverged labels.
+    ordinary = [v for v in labelled if v < 1e4]
+    assert min(predicted) > min(labelled) - (max(ordinary) - min(ordinary))
     assert max(predicted) < 1e4
     assert sum(t.value < 1e4 for t in study.trials[4:]) >= 10  # it learned to avoid x0 <= 1
 
