@@ -24,6 +24,7 @@ from optuna_nars.samplers._context import (
     read_rows,
     row_key,
 )
+from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._scale import scores_to_values
 
@@ -96,5 +97,7 @@ def search(
             f"the study has {len(numbers)}."
         )
     fit = sampler._fit(ctx, numbers, x, y)
-    evolved = sampler._evolve(ctx, sampler._acquisition(fit, ctx, 0.0), x, y)
+    # Re-targeting reports the best *predicted* pairs: the search climbs the prediction itself,
+    # whatever acquisition the sampler explores with.
+    evolved = sampler._evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)
     return top_proposals(ctx, ctx.pool, fit, evolved, direction_sign(study), n)
