@@ -77,10 +77,10 @@ def rank_table(
                             per_problem[problem].setdefault(c, {})[who] = rank
         overall: dict[int, dict[str, float]] = {}
         for c in checkpoints:
-            pairs = [v[c] for v in per_problem.values() if c in v and len(v[c]) == 2]
-            if pairs and len(pairs) == len(per_problem):
-                overall[c] = {who: float(np.mean([p[who] for p in pairs]))
-                              for who in (label, REFERENCE)}
+            for who in (label, REFERENCE):  # only over every problem the variant ran
+                ranks = [v[c][who] for v in per_problem.values() if who in v.get(c, {})]
+                if ranks and len(ranks) == len(per_problem):
+                    overall.setdefault(c, {})[who] = float(np.mean(ranks))
         table[label] = {"seeds": sorted(seeds), "overall": overall,
                         "problems": {p: dict(v) for p, v in per_problem.items()}}
     return table
@@ -91,6 +91,7 @@ def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     proposals that carry a prediction (runs recorded with ``predicted_std``)."""
     inside = {k: 0 for k in INTERVALS}
     n = 0
+    ratios = []  # |error| / predicted std, for the width a calibrated 1-std interval needs
     for run in runs:
         pred = run.get("nars", {}).get("predicted") or []
         spread = run.get("nars", {}).get("predicted_std") or []
@@ -98,10 +99,13 @@ def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             if value is None or p is None or s is None or not math.isfinite(value):
                 continue
             n += 1
+            ratios.append(abs(value - p) / s if s > 0 else math.inf)
             for k in INTERVALS:
                 inside[k] += abs(value - p) <= k * s
+    claimed = {k: float(2 * norm.cdf(k) - 1) for k in INTERVALS}
     return {"n": n, "coverage": {k: inside[k] / n if n else None for k in INTERVALS},
-            "claimed": {k: float(2 * norm.cdf(k) - 1) for k in INTERVALS}}
+            "claimed": claimed,
+            "needed": float(np.quantile(ratios, claimed[1.0])) if ratios else None}
 
 
 def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
@@ -132,12 +136,14 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
     parts += [f"Per problem (rank at {' / '.join(map(str, cps))} trials):\n",
               markdown_table(["variant", *problems], prow), ""]
     crow = [[label, c["n"], *(f"{fmt(c['coverage'][k], '.2f')} (claims {c['claimed'][k]:.2f})"
-                              for k in INTERVALS)]
+                              for k in INTERVALS), fmt(c["needed"], ".1f")]
             for label, c in calibrations.items() if c["n"]]
     if crow:
-        parts += ["Prediction-interval calibration (measured value within predicted +- k std):\n",
+        parts += ["Prediction-interval calibration (measured value within predicted +- k std; "
+                  "the last column: the multiple of the std that would cover 68%):\n",
                   markdown_table(["variant", "proposals",
-                                  *(f"within {k:g} std" for k in INTERVALS)], crow), ""]
+                                  *(f"within {k:g} std" for k in INTERVALS), "68% needs"],
+                                 crow), ""]
     return "\n".join(parts)
 
 
