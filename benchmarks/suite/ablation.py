@@ -62,6 +62,7 @@ def rank_table(
     for label, runs in variants.items():
         seeds = {r["seed"] for r in runs}
         per_problem: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+        others: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
         for problem in sorted({r["problem"] for r in runs}):
             mine = [{**r, "sampler": label} for r in runs if r["problem"] == problem]
             ref = [{**r, "sampler": REFERENCE} for r in reference
@@ -72,15 +73,24 @@ def rank_table(
             for c in checkpoints:
                 for who in (label, REFERENCE):
                     if who in pr.samplers and pr.n_trials(who) >= c:
-                        rank = ranks_at(pr, c, [who, *BASELINES]).get(who)
-                        if rank is not None:
-                            per_problem[problem].setdefault(c, {})[who] = rank
-        overall: dict[int, dict[str, float]] = {}
+                        ranks = ranks_at(pr, c, [who, *BASELINES])
+                        if who in ranks:
+                            per_problem[problem].setdefault(c, {})[who] = ranks[who]
+                            if who == label:  # the baselines' ranks beside the variant
+                                for b in BASELINES:
+                                    if b in ranks:
+                                        others[problem].setdefault(c, {})[b] = ranks[b]
+        overall: dict[int, dict[str, Any]] = {}
         for c in checkpoints:
             for who in (label, REFERENCE):  # only over every problem the variant ran
                 ranks = [v[c][who] for v in per_problem.values() if who in v.get(c, {})]
                 if ranks and len(ranks) == len(per_problem):
                     overall.setdefault(c, {})[who] = float(np.mean(ranks))
+            if c in overall and label in overall[c]:
+                means = {b: np.mean([v[c][b] for v in others.values() if b in v.get(c, {})])
+                         for b in BASELINES}
+                best = min(means, key=lambda b: means[b])
+                overall[c]["best baseline"] = f"{best} {means[best]:.2f}"
         table[label] = {"seeds": sorted(seeds), "overall": overall,
                         "problems": {p: dict(v) for p, v in per_problem.items()}}
     return table
@@ -120,6 +130,8 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
             else ",".join(map(str, seeds))
         rows.append([label, spec, *(fmt(t["overall"].get(c, {}).get(label), ".2f")
                                     for c in cps)])
+        rows.append(["best baseline beside it", spec,
+                     *(t["overall"].get(c, {}).get("best baseline", "-") for c in cps)])
         rows.append([f"{REFERENCE}, same seeds", spec,
                      *(fmt(t["overall"].get(c, {}).get(REFERENCE), ".2f") for c in cps)])
     parts = ["Mean rank in NARS's place among TPE, CMA-ES, GP, random and QMC (1 = best of 6):\n",
