@@ -87,8 +87,9 @@ def rank_table(
                 if ranks and len(ranks) == len(per_problem):
                     overall.setdefault(c, {})[who] = float(np.mean(ranks))
             if c in overall and label in overall[c]:
-                means = {b: np.mean([v[c][b] for v in others.values() if b in v.get(c, {})])
-                         for b in BASELINES}
+                per_baseline = {b: [v[c][b] for v in others.values() if b in v.get(c, {})]
+                                for b in BASELINES}
+                means = {b: float(np.mean(r)) for b, r in per_baseline.items() if r}
                 best = min(means, key=lambda b: means[b])
                 overall[c]["best baseline"] = f"{best} {means[best]:.2f}"
         table[label] = {"seeds": sorted(seeds), "overall": overall,
