@@ -9,6 +9,7 @@ Usage (from the repository root)::
     python -m benchmarks report               # RESULTS.md and plots from what is recorded
     python -m benchmarks list                 # problems and samplers
     python -m benchmarks compare DIR_A DIR_B  # identical runs? (a change that must not alter them)
+    python -m benchmarks ablation DIR ...     # NARS variants ranked against the committed grid
 
 ``run`` skips runs already recorded (so an interrupted grid resumes), then writes the report.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, git_state, machine_info, utc_now
+from benchmarks.suite.ablation import ablation
 from benchmarks.suite.check import harness_check
 from benchmarks.suite.compare import IGNORED, compare_grids
 from benchmarks.suite.problems import PROBLEMS, TABULAR, get_problem, problem_names
@@ -72,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
                              "every per-trial field but timings")
     compare.add_argument("before", type=Path)
     compare.add_argument("after", type=Path)
+    abl = sub.add_parser("ablation", help="mean rank of NARS variants recorded in DIRs, each in "
+                         "NARS's place among the committed baselines on the same seeds")
+    abl.add_argument("dirs", type=Path, nargs="+", help="results directories of variant grids")
+    abl.add_argument("--baseline", type=Path, default=FULL_DIR,
+                     help="the committed grid (default: benchmarks/results/suite)")
+    abl.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     return parser
 
 
@@ -189,6 +197,18 @@ def _compare(before: Path, after: Path) -> int:
     return 1 if differences else 0
 
 
+def _ablation(args: argparse.Namespace) -> int:
+    try:
+        text = ablation(args.dirs, args.baseline)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(text)
+    if args.markdown is not None:
+        args.markdown.write_text(f"`python -m benchmarks {' '.join(args.argv)}`\n\n{text}\n")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded with the runs
@@ -201,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "compare":
         return _compare(args.before, args.after)
+    if args.command == "ablation":
+        return _ablation(args)
     out = args.out or (QUICK_DIR if args.quick else FULL_DIR)
     if args.command == "check":
         rows = _check(out, args.quick, args.seeds)

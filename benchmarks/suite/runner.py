@@ -39,8 +39,10 @@ from optuna.samplers import (
 from optuna.trial import TrialState
 
 from benchmarks.suite.problems import Problem, get_problem
+from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import (
     PREDICTED_KEY,
+    PREDICTED_STD_KEY,
     PREDICTOR_QUALITY_KEY,
     STAGE_KEY,
     LayerNASSampler,
@@ -106,6 +108,8 @@ def parse_sampler(name: str) -> tuple[str, dict[str, Any]]:
 def make_sampler(name: str, problem: Problem, seed: int) -> BaseSampler:
     base, overrides = parse_sampler(name)
     cls, defaults = SAMPLERS[base]
+    if isinstance(overrides.get("predictor"), dict):  # nars[predictor={"bootstrap":true}]
+        overrides["predictor"] = NARSPredictor(**overrides["predictor"])
     return cls(**{**defaults(problem), "seed": seed, **overrides})
 
 
@@ -130,7 +134,8 @@ def run_study(
     rng = np.random.default_rng([seed, 20_261_130])  # the evaluation noise, apart from samplers
     rec: dict[str, list[Any]] = {k: [] for k in (
         "value", "feasible", "best", "incumbent_true", "regret", "sampler_s", "eval_s", "state")}
-    nars: dict[str, list[Any]] = {"stage": [], "predicted": [], "kendall_tau": []}
+    nars: dict[str, list[Any]] = {
+        "stage": [], "predicted": [], "predicted_std": [], "kendall_tau": []}
     best = math.nan
     best_true: float | None = None
     for _ in range(n_trials):
@@ -172,6 +177,7 @@ def run_study(
             attrs = storage.get_trial(trial._trial_id).user_attrs
             nars["stage"].append(attrs.get(STAGE_KEY))
             nars["predicted"].append(attrs.get(PREDICTED_KEY))
+            nars["predicted_std"].append(attrs.get(PREDICTED_STD_KEY))
             quality = storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
             nars["kendall_tau"].append((quality or {}).get("kendall_tau"))
     out: dict[str, Any] = {k: _rounded(v) for k, v in rec.items()}

@@ -61,6 +61,10 @@ class NARSPredictor:
             epochs are fixed, so a refit costs ``O(n)``.
         pretrain_batch_size: Pretraining mini-batch size.
         seed: Seed of pretraining; ensemble member ``i`` starts from ``seed + i``.
+        bootstrap: Fit each member on its own bootstrap resample of the labels (Poisson(1)
+            weights on the loss), so that the members disagree where the labels do not pin
+            the prediction down: the spread then grows away from the data. Without it the
+            members differ only by their heads' initialisation and shuffles.
         n_threads: Cap on torch's intra-op threads while training and predicting (restored
             afterwards); ``None`` leaves torch's setting alone.
     """
@@ -75,6 +79,7 @@ class NARSPredictor:
         batch_size: int = 64, pretrain_batch_size: int = 512,
         seed: int = 0,
         n_threads: int | None = 1,
+        bootstrap: bool = False,
     ) -> None:
         self.n_members = check_int("n_members", n_members, minimum=1, example=4)
         self.hidden = check_int("hidden", hidden, minimum=1, example=128)
@@ -102,6 +107,9 @@ class NARSPredictor:
                              f"{type(seed).__name__}. Use e.g. seed=0.")
         self.seed = int(seed)
         self.n_threads = check_int("n_threads", n_threads, minimum=1, allow_none=True, example=1)
+        if not isinstance(bootstrap, (bool, np.bool_)):
+            raise ValueError(f"bootstrap must be True or False. Got {bootstrap!r}.")
+        self.bootstrap = bool(bootstrap)
 
         self.pretrained_: PretrainedEncoder | None = None
         self.pretrain_cached_: bool = False
@@ -116,7 +124,7 @@ class NARSPredictor:
         names = (
             "n_members", "hidden", "embedding_dim", "pretrain_epochs", "frozen_epochs",
             "finetune_epochs", "lr", "weight_decay", "huber_delta", "batch_size",
-            "pretrain_batch_size", "seed", "n_threads",
+            "pretrain_batch_size", "seed", "n_threads", "bootstrap",
         )
         return {name: getattr(self, name) for name in names}
 
@@ -268,6 +276,9 @@ class NARSPredictor:
         generator = torch.Generator().manual_seed(self.seed)
         loss_fn = nn.HuberLoss(reduction="none", delta=self.huber_delta)
         members = torch.arange(m)[:, None]
+        # Per-member bootstrap weights of the samples (all 1 without bootstrap).
+        weights = (torch.poisson(torch.ones(m, n), generator) if self.bootstrap
+                   else torch.ones(m, n))
         head = list(model.accuracy_head.parameters())
         encoder = model.encoder_parameters()
         if self.pretrained_ is not None:
@@ -293,7 +304,7 @@ class NARSPredictor:
                     emb = frozen[members, idx] if frozen is not None else model.embed(x[idx])
                     pred = model.head(emb, r[idx])
                     # Mean over each member's batch, summed over members: independent gradients.
-                    loss = loss_fn(pred, t[idx]).mean(dim=1).sum()
+                    loss = (loss_fn(pred, t[idx]) * weights[members, idx]).mean(dim=1).sum()
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

@@ -2,10 +2,12 @@
 
 * ``sampler``: :class:`NARSSampler` itself: the constructor, and the proposal wiring the pieces.
 * ``_schedule``: :class:`StagePlan` (the stages by trial number), the refit schedule, the
-  trust-region alternation.
+  trust-region alternation (off by default since expected improvement replaced it).
 * ``_model``: the predictor: pretraining on free labels, fitting on the labels' normal scores,
   the fit record (predictions back on the objective's scale, distance to measured pairs).
-* ``_acquisition``: scoring the pool and the genetic search over the predictor.
+* ``_scale``: predicted normal scores back on the objective's scale, monotone beyond the labels.
+* ``_acquisition``: scoring the pool (expected improvement, or mean + w * std) and the genetic
+  search over the predictor.
 * ``_search``: re-targeting a study to a new budget (:class:`Proposal` s, no training).
 """
 

@@ -1,10 +1,12 @@
 """What NARSSampler maximises: the predicted score, optionally penalised, and its search.
 
-The acquisition of a candidate is ``mean + exploration * std - trust * novelty`` (the trust
-term only when ``trust > 0``; :meth:`~optuna_nars.samplers.nars._model.Fit.novelty` is the
-distance to the nearest measured pair). The pool is scored once per fit and trust weight; the
-adaptive genetic search (stage 3) climbs the same acquisition from the best measured and the
-best-scored pool candidates.
+The acquisition of a candidate is ``mean + exploration * std`` (``kind="ucb"``; with
+``exploration=0`` pure exploitation) or the expected improvement of a normal ``(mean, std)``
+over the best label's score (``kind="ei"``: uncertain candidates win when means tie, a sure
+loser scores nothing however uncertain), minus ``trust * novelty`` when ``trust > 0``
+(:meth:`~optuna_nars.samplers.nars._model.Fit.novelty` is the distance to the nearest measured
+pair). The pool is scored once per fit and trust weight; the adaptive genetic search (stage 3)
+climbs the same acquisition from the best measured and the best-scored pool candidates.
 """
 
 from __future__ import annotations
@@ -13,13 +15,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import norm
 
 from optuna_nars.evolution import adaptive_genetic_search
 from optuna_nars.predictor import encode_split
 from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.space import ParamSpace
 
-__all__ = ["Acquisition"]
+__all__ = ["ACQUISITIONS", "Acquisition", "expected_improvement"]
+
+ACQUISITIONS = ("ucb", "ei")
+
+
+def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
+    """E[max(0, Y - best)] for Y ~ N(mean, std^2) (the limit ``max(0, mean - best)`` where
+    ``std`` is 0)."""
+    std = np.maximum(std, 1e-12)
+    u = (mean - best) / std
+    return std * (u * norm.cdf(u) + norm.pdf(u))
 
 
 @dataclass(frozen=True)
@@ -30,10 +43,15 @@ class Acquisition:
     param_space: ParamSpace
     exploration: float
     trust: float
+    kind: str = "ucb"
 
     def score(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """The acquisition of rows ``values`` predicted ``mean`` +- ``std``."""
-        score = mean + self.exploration * std
+        if self.kind == "ei":
+            # The fit's scores are normal scores of the labels: the best label's is the last.
+            score = expected_improvement(mean, std, float(self.fit.labels[1][-1]))
+        else:
+            score = mean + self.exploration * std
         if self.trust > 0:
             score = score - self.trust * self.fit.novelty(
                 np.hstack(encode_split(self.param_space, values))

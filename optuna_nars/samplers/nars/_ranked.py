@@ -24,10 +24,11 @@ import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
 from optuna_nars.samplers.nars._model import Fit, Ranking
+from optuna_nars.samplers.nars._scale import scores_to_values
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 1  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 2  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -83,7 +84,8 @@ class Ranked:
         return True
 
     def to_value(self, mean: float, std: float) -> tuple[float, float]:
-        """Predictions are stored on the labels' scale already (see :meth:`Fit.to_value`)."""
+        """Predictions are stored on the labels' scale already (see
+        :func:`~optuna_nars.samplers.nars._scale.scores_to_values`)."""
         return float(mean), float(std)
 
     @property
@@ -124,7 +126,7 @@ def rank_fit(
                 if row_key(row) not in fitted:
                     keep.append(i)
             complete = len(keep) < top or keep[-1] == len(values) - 1
-        value, spread = fit.to_values(mean[keep], std[keep])
+        value, spread = scores_to_values(fit.labels, mean[keep], std[keep])
         return Part(values[keep], value, spread, complete,
                     None if index is None else index[keep])
 

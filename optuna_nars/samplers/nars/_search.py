@@ -24,7 +24,9 @@ from optuna_nars.samplers._context import (
     read_rows,
     row_key,
 )
+from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking
+from optuna_nars.samplers.nars._scale import scores_to_values
 
 if TYPE_CHECKING:
     from optuna_nars.samplers.nars.sampler import NARSSampler, _NARSContext
@@ -64,8 +66,8 @@ def top_proposals(
         params = ctx.param_space.values_to_params(values[i])[0]
         costs = {k: float(v[0]) for k, v in metrics(values[i][None]).items()} if metrics else {}
         candidate = ctx.space.from_params(params) if ctx.space is not None else None
-        value, spread = fit.to_value(mean[i], std[i])
-        out.append(Proposal(params, sign * value, spread, costs, candidate))
+        value, spread = scores_to_values(fit.labels, mean[i : i + 1], std[i : i + 1])
+        out.append(Proposal(params, sign * float(value[0]), float(spread[0]), costs, candidate))
         if len(out) == n:
             break
     return out
@@ -95,5 +97,7 @@ def search(
             f"the study has {len(numbers)}."
         )
     fit = sampler._fit(ctx, numbers, x, y)
-    evolved = sampler._evolve(ctx, sampler._acquisition(fit, ctx, 0.0), x, y)
+    # Re-targeting reports the best *predicted* pairs: the search climbs the prediction itself,
+    # whatever acquisition the sampler explores with.
+    evolved = sampler._evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)
     return top_proposals(ctx, ctx.pool, fit, evolved, direction_sign(study), n)

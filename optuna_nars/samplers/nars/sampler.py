@@ -12,9 +12,11 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
    seeded with the best measured pairs, proposes the best children not yet evaluated.
 
 The predictor learns the normal scores of the labels' ranks and its predictions are reported
-back on the objective's scale (``_model``). On every other proposal of stages 2 and 3 the
-acquisition is penalised by the distance to the nearest measured pair (``trust_region``,
-``_acquisition``), which keeps the predictor from chasing its own extrapolation; see
+back on the objective's scale, extrapolated monotonically beyond the measured range
+(``_model``, ``_scale``). Its members are fitted on bootstrap resamples, so that their spread
+grows where the labels say little, and stages 2 and 3 propose by expected improvement over the
+best label (``acquisition``, ``_acquisition``): that keeps the predictor from chasing its own
+extrapolation without the trust-region alternation (``trust_region``, still available); see
 ``benchmarks/RESULTS.md`` for what each change did.
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
@@ -51,7 +53,7 @@ from optuna_nars.samplers._context import (
     StudyRows,
     direction_sign,
 )
-from optuna_nars.samplers.nars._acquisition import Acquisition
+from optuna_nars.samplers.nars._acquisition import ACQUISITIONS, Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
@@ -117,13 +119,20 @@ class NARSSampler(BaseNASSampler):
         n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
-        exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``.
+        exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
+            (``acquisition="ucb"``).
+        acquisition: ``"ei"`` (the default): the expected improvement over the best label under
+            the ensemble's normal ``(mean, std)``; or ``"ucb"``: ``mean + exploration * std``
+            (with ``exploration=0`` the predicted score itself, the choice before issue 12).
         trust_region: On every other proposal, the acquisition is penalised by this weight times
             the candidate's distance to the nearest measured pair (in units of the measured
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
-            that half the proposals stay where the predictor has data. ``0`` disables it.
+            that half the proposals stay where the predictor has data. ``0`` (the default)
+            disables it; it was 1.0 with ``acquisition="ucb"`` before expected improvement
+            replaced it (it is on the scale of the normal scores, not of an improvement).
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
-            from (ensemble size, epochs, ...).
+            from (ensemble size, epochs, ...), used as configured. Default:
+            ``NARSPredictor(bootstrap=True)``, whose spread the expected improvement needs.
         seed: Seed for the pool, the predictor and the genetic search.
         independent_sampler: Sampler for parameters outside the relative space (default:
             :class:`~optuna.samplers.RandomSampler`).
@@ -146,7 +155,8 @@ class NARSSampler(BaseNASSampler):
         pool_size: int = 20_000,
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
-        trust_region: float = 1.0,
+        trust_region: float = 0.0,
+        acquisition: str = "ei",
         predictor: NARSPredictor | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -168,7 +178,11 @@ class NARSSampler(BaseNASSampler):
         self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
         self._exploration = check_real("exploration", exploration, low=0)
         self._trust_region = check_real("trust_region", trust_region, low=0)
-        self._predictor_template = predictor or NARSPredictor()
+        if acquisition not in ACQUISITIONS:
+            raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}. "
+                             f"Got {acquisition!r}. Use e.g. acquisition='ei'.")
+        self._acquisition_kind = acquisition
+        self._predictor_template = predictor or NARSPredictor(bootstrap=True)
         self._complete_init()
 
     @property
@@ -222,6 +236,7 @@ class NARSSampler(BaseNASSampler):
             settings = {
                 "seed": self._seed, "n_pretrain": self._n_pretrain,
                 "exploration": self._exploration, "trust_region": self._trust_region,
+                "acquisition": self._acquisition_kind,
                 "predictor": self._predictor_template.get_params(),
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
@@ -299,7 +314,8 @@ class NARSSampler(BaseNASSampler):
         return ranking
 
     def _acquisition(self, fit: Fit, ctx: SpaceContext, trust: float) -> Acquisition:
-        return Acquisition(fit, ctx.param_space, self._exploration, trust)
+        return Acquisition(fit, ctx.param_space, self._exploration, trust,
+                           self._acquisition_kind)
 
     # ---- sampling --------------------------------------------------------------------------
 

@@ -1,0 +1,170 @@
+"""Ablations: NARS variants recorded in their own directories, ranked against the committed grid.
+
+Each variant (a ``python -m benchmarks run --samplers "nars[...]" --out DIR`` grid, usually a
+few seeds and a short budget) is ranked in NARS's place against Optuna's five samplers of the
+committed grid (``benchmarks/results/suite``), on the seeds both hold: the same harness, the
+same seeds, so a variant's mean rank is comparable with the committed NARS's on those seeds,
+which is listed alongside as the reference. Also: how often a proposal's measured value fell
+within its recorded prediction interval (``predicted +- k * predicted_std``), against what a
+Gaussian interval claims.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from benchmarks._common import fmt, markdown_table
+from benchmarks.suite.report import CHECKPOINTS, SAMPLER_ORDER, ProblemRuns, ranks_at
+from benchmarks.suite.runner import load_runs
+
+BASELINES = tuple(s for s in SAMPLER_ORDER if s != "nars")
+REFERENCE = "nars (committed)"
+# Interval half-widths in predicted standard deviations, and the coverage a Gaussian claims.
+INTERVALS = (1.0, 2.0)
+
+
+def _label(directory: Path, sampler: str) -> str:
+    return directory.name if sampler == "nars" else f"{directory.name}: {sampler}"
+
+
+def variant_runs(directories: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
+    """Every NARS-like run of ``directories``, by variant label (directory, and the sampler
+    spec when it is not plain ``nars``)."""
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for directory in directories:
+        for run in load_runs(directory):
+            if run["sampler"] in BASELINES:
+                continue
+            out[_label(directory, run["sampler"])].append(run)
+    return dict(out)
+
+
+def rank_table(
+    baseline: Sequence[dict[str, Any]],
+    variants: dict[str, list[dict[str, Any]]],
+    checkpoints: Sequence[int] = CHECKPOINTS,
+) -> dict[str, Any]:
+    """Per variant (and the committed NARS on each variant's seeds), the mean rank in NARS's
+    place at each checkpoint, overall and per problem."""
+    by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for run in baseline:
+        if run["sampler"] in BASELINES:
+            by_problem[run["problem"]].append(run)
+    reference = [r for r in baseline if r["sampler"] == "nars"]
+    table: dict[str, Any] = {}
+    for label, runs in variants.items():
+        seeds = {r["seed"] for r in runs}
+        per_problem: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+        others: dict[str, dict[int, dict[str, float]]] = defaultdict(dict)
+        for problem in sorted({r["problem"] for r in runs}):
+            mine = [{**r, "sampler": label} for r in runs if r["problem"] == problem]
+            ref = [{**r, "sampler": REFERENCE} for r in reference
+                   if r["problem"] == problem and r["seed"] in seeds]
+            # Only seeds the variant ran: the baselines' other seeds would not change a rank.
+            base = [r for r in by_problem[problem] if r["seed"] in seeds]
+            pr = ProblemRuns(problem, [*mine, *ref, *base])
+            for c in checkpoints:
+                for who in (label, REFERENCE):
+                    if who in pr.samplers and pr.n_trials(who) >= c:
+                        ranks = ranks_at(pr, c, [who, *BASELINES])
+                        if who in ranks:
+                            per_problem[problem].setdefault(c, {})[who] = ranks[who]
+                            if who == label:  # the baselines' ranks beside the variant
+                                for b in BASELINES:
+                                    if b in ranks:
+                                        others[problem].setdefault(c, {})[b] = ranks[b]
+        overall: dict[int, dict[str, Any]] = {}
+        for c in checkpoints:
+            for who in (label, REFERENCE):  # only over every problem the variant ran
+                ranks = [v[c][who] for v in per_problem.values() if who in v.get(c, {})]
+                if ranks and len(ranks) == len(per_problem):
+                    overall.setdefault(c, {})[who] = float(np.mean(ranks))
+            if c in overall and label in overall[c]:
+                per_baseline = {b: [v[c][b] for v in others.values() if b in v.get(c, {})]
+                                for b in BASELINES}
+                means = {b: float(np.mean(r)) for b, r in per_baseline.items() if r}
+                best = min(means, key=lambda b: means[b])
+                overall[c]["best baseline"] = f"{best} {means[best]:.2f}"
+        table[label] = {"seeds": sorted(seeds), "overall": overall,
+                        "problems": {p: dict(v) for p, v in per_problem.items()}}
+    return table
+
+
+def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How often the measured value lies within ``predicted +- k * predicted_std`` for the
+    proposals that carry a prediction (runs recorded with ``predicted_std``)."""
+    inside = {k: 0 for k in INTERVALS}
+    n = 0
+    ratios = []  # |error| / predicted std, for the width a calibrated 1-std interval needs
+    for run in runs:
+        pred = run.get("nars", {}).get("predicted") or []
+        spread = run.get("nars", {}).get("predicted_std") or []
+        for value, p, s in zip(run["value"], pred, spread, strict=False):
+            if value is None or p is None or s is None or not math.isfinite(value):
+                continue
+            n += 1
+            ratios.append(abs(value - p) / s if s > 0 else math.inf)
+            for k in INTERVALS:
+                inside[k] += abs(value - p) <= k * s
+    claimed = {k: float(2 * norm.cdf(k) - 1) for k in INTERVALS}
+    return {"n": n, "coverage": {k: inside[k] / n if n else None for k in INTERVALS},
+            "claimed": claimed,
+            "needed": float(np.quantile(ratios, claimed[1.0])) if ratios else None}
+
+
+def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
+             checkpoints: Sequence[int] = CHECKPOINTS) -> str:
+    """The overall table (variant against the committed NARS on the same seeds), then the
+    per-problem ranks and the interval calibration."""
+    cps = [c for c in checkpoints if any(c in t["overall"] for t in table.values())]
+    rows = []
+    for label, t in table.items():
+        seeds = t["seeds"]
+        spec = f"{min(seeds)}-{max(seeds)}" if seeds == list(range(min(seeds), max(seeds) + 1)) \
+            else ",".join(map(str, seeds))
+        rows.append([label, spec, *(fmt(t["overall"].get(c, {}).get(label), ".2f")
+                                    for c in cps)])
+        rows.append(["best baseline beside it", spec,
+                     *(t["overall"].get(c, {}).get("best baseline", "-") for c in cps)])
+        rows.append([f"{REFERENCE}, same seeds", spec,
+                     *(fmt(t["overall"].get(c, {}).get(REFERENCE), ".2f") for c in cps)])
+    parts = ["Mean rank in NARS's place among TPE, CMA-ES, GP, random and QMC (1 = best of 6):\n",
+             markdown_table(["variant", "seeds", *(f"rank @ {c}" for c in cps)], rows), ""]
+    problems = sorted({p for t in table.values() for p in t["problems"]})
+    prow = []
+    for label, t in table.items():
+        for who in (label, REFERENCE):
+            cells = []
+            for p in problems:
+                ranks = t["problems"].get(p, {})
+                cells.append("/".join(fmt(ranks.get(c, {}).get(who), ".1f") for c in cps))
+            prow.append([who if who == label else f"{REFERENCE} ({label})", *cells])
+    parts += [f"Per problem (rank at {' / '.join(map(str, cps))} trials):\n",
+              markdown_table(["variant", *problems], prow), ""]
+    crow = [[label, c["n"], *(f"{fmt(c['coverage'][k], '.2f')} (claims {c['claimed'][k]:.2f})"
+                              for k in INTERVALS), fmt(c["needed"], ".1f")]
+            for label, c in calibrations.items() if c["n"]]
+    if crow:
+        parts += ["Prediction-interval calibration (measured value within predicted +- k std; "
+                  "the last column: the multiple of the std that would cover 68%):\n",
+                  markdown_table(["variant", "proposals",
+                                  *(f"within {k:g} std" for k in INTERVALS), "68% needs"],
+                                 crow), ""]
+    return "\n".join(parts)
+
+
+def ablation(directories: Sequence[Path], baseline_dir: Path) -> str:
+    """The markdown of :func:`rank_table` and :func:`calibration` for ``directories``."""
+    variants = variant_runs(directories)
+    if not variants:
+        raise ValueError(f"No NARS runs in {', '.join(map(str, directories))}; record some "
+                         "with `python -m benchmarks run --samplers nars --out DIR` first.")
+    table = rank_table(load_runs(baseline_dir), variants)
+    return markdown(table, {label: calibration(runs) for label, runs in variants.items()})

@@ -1,0 +1,40 @@
+"""``python -m benchmarks ablation``: NARS variants ranked against a recorded baseline grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from benchmarks.__main__ import main as bench_main
+from benchmarks.suite.ablation import calibration, rank_table, variant_runs
+from benchmarks.suite.runner import load_runs
+
+
+def _grid(out: Path, *samplers: str) -> None:
+    out.mkdir()
+    (out / "harness_check.json").write_text("[]")  # no harness check: not what is tested here
+    assert bench_main(["run", "--problems", "nasbench201-cifar10", "--samplers", *samplers,
+                       "--seeds", "2", "--n-trials", "25", "--jobs", "1", "--out", str(out),
+                       "--no-report"]) == 0
+
+
+def test_ablation_ranks_variants_against_the_baseline_and_reports_calibration(
+    tmp_path: Path, capsys
+) -> None:
+    _grid(tmp_path / "base", "random", "qmc")
+    _grid(tmp_path / "v", 'nars[acquisition="ei",trust_region=0,predictor={"bootstrap":true}]')
+    variants = variant_runs([tmp_path / "v"])
+    (label,) = variants
+    assert label.startswith("v: nars[")
+    table = rank_table(load_runs(tmp_path / "base"), variants)[label]
+    assert table["seeds"] == [0, 1]
+    rank = table["overall"][25][label]
+    assert 1.0 <= rank <= 3.0  # among random and QMC: out of 3
+    cal = calibration(variants[label])
+    assert cal["n"] == 2 * 15  # every proposal after the 10 QMC trials carries a prediction
+    assert 0.0 <= cal["coverage"][1.0] <= cal["coverage"][2.0] <= 1.0
+    md = tmp_path / "ablation.md"
+    assert bench_main(["ablation", str(tmp_path / "v"), "--baseline", str(tmp_path / "base"),
+                       "--markdown", str(md)]) == 0
+    assert f"| {label} | 0-1 | {rank:.2f} |" in capsys.readouterr().out
+    assert "Prediction-interval calibration" in md.read_text()
+    assert bench_main(["ablation", str(tmp_path / "base")]) == 2  # no NARS runs there
