@@ -83,6 +83,9 @@ def layerwise_summary(runs: dict[str, list[dict[str, Any]]], n_trials: dict[str,
 
 def layerwise_markdown(name: str, lw: dict[str, Any]) -> str:
     size = lw["space_size"]
+    if not any(r["recorded"] for r in lw["samplers"].values()):
+        return (f"{name}: layer-wise, but its runs predate the runner's candidate counts "
+                "(`distinct`, `true`), so LayerNAS's measures are not available for it.\n")
     lines = [f"#### {name}: candidates trained (LayerNAS's measures)\n",
              f"Space: {size or '?'} configurations, {lw['n_optimal'] or '?'} at the optimum. "
              "Distinct candidates: mean over seeds of the parameter sets evaluated (a repeat "
