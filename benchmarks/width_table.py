@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -168,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     table = generate(args)
     meta = {
-        "command": "python -m benchmarks.width_table " + " ".join(argv or []),
+        "command": " ".join(["python -m benchmarks.width_table",
+                             *(sys.argv[1:] if argv is None else argv)]),
         "date": utc_now(), "git": git_state(), "machine": machine_info(args.threads),
         "wall_s": round(time.perf_counter() - start, 1),
         "recipe": {"steps": args.steps, "batch": args.batch, "lr": args.lr,
