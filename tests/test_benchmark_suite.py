@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.__main__ import main as bench_main
 from benchmarks.suite.check import random_best_of_n
-from benchmarks.suite.layerwise import first_optimum, random_law
+from benchmarks.suite.layerwise import NEAR, first_optimum, random_law
 from benchmarks.suite.problems import (
     PROBLEMS,
     TABULAR,
@@ -288,6 +288,12 @@ def test_candidates_to_the_optimum_and_random_law() -> None:
                      "n_trials": 20, "direction": "maximize", "optimum": problem.optimum,
                      "wall_s": 0.1, **space_facts(problem), **rec})
     assert first_optimum(runs[0]) == 5 and runs[0]["distinct"][5] == 3
+    assert first_optimum(runs[0], NEAR) <= 5  # the optimum is near itself
+    # Minimising: at the optimum means at most it; "near" reaches a little above it.
+    run = {"optimum": 10.0, "direction": "minimize", "true": [12.0, 10.1, 9.99999],
+           "feasible": [True, True, True]}
+    assert first_optimum(run) == 2 and first_optimum(run, 0.02) == 1
+    assert first_optimum({**run, "feasible": [True, False, False]}, 0.1) is None
     lw = summarize(runs, checkpoints=(10, 20))["problems"][problem.name]["layerwise"]
     r = lw["samplers"]["random"]
     # Median of {3, never}: infinite, so "not found"; found by half the seeds.
