@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.__main__ import main as bench_main
 from benchmarks.suite.check import random_best_of_n
-from benchmarks.suite.layerwise import NEAR, first_optimum, random_law
+from benchmarks.suite.layerwise import NEAR, first_optimum, random_law, stage_summary
 from benchmarks.suite.problems import (
     PROBLEMS,
     TABULAR,
@@ -266,6 +266,9 @@ def test_layernas_on_width5x8_never_breaks_the_budget() -> None:
     # Layer by layer: the expanded layer never goes back while the search runs.
     layers = [x for x in rec["layer"] if x is not None]
     assert layers == sorted(layers) and layers[-1] >= 1
+    stages = stage_summary([{**rec, "direction": "maximize"}], 60)
+    assert set(stages) == {"layer"} and stages["layer"]["trials"] == 60
+    assert stages["layer"]["best_true"] == pytest.approx(max(rec["true"]))
 
 
 def test_candidates_to_the_optimum_and_random_law() -> None:

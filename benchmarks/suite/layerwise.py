@@ -58,6 +58,25 @@ def random_law(space_size: int, n_optimal: int, n_trials: int) -> dict[str, floa
             "median_candidates": float(np.argmax(p_not <= 0.5) + 1)}
 
 
+def stage_summary(runs: Sequence[dict[str, Any]], n: int) -> dict[str, dict[str, float]]:
+    """Per stage a sampler records (e.g. LayerNAS's ``layer`` then ``random``): mean trials in
+    it and the mean over seeds of the best true value of its feasible trials."""
+    out: dict[str, dict[str, float]] = {}
+    if not all("stage" in r for r in runs):
+        return out
+    for stage in sorted({x for r in runs for x in r["stage"][:n] if x is not None}):
+        counts, bests = [], []
+        for r in runs:
+            values = [t for x, t, f in zip(r["stage"][:n], r["true"][:n], r["feasible"][:n],
+                                           strict=True) if x == stage and f and t is not None]
+            counts.append(sum(x == stage for x in r["stage"][:n]))
+            if values:
+                bests.append(max(values) if r["direction"] == "maximize" else min(values))
+        out[stage] = {"trials": float(np.mean(counts)),
+                      "best_true": float(np.mean(bests)) if bests else math.nan}
+    return out
+
+
 def layerwise_summary(runs: dict[str, list[dict[str, Any]]], n_trials: dict[str, int],
                       checkpoints: Sequence[int]) -> dict[str, Any]:
     """Per sampler (runs by seed, their common trial count): mean distinct candidates at the
@@ -89,6 +108,7 @@ def layerwise_summary(runs: dict[str, list[dict[str, Any]]], n_trials: dict[str,
                 [math.inf if h is None else r["distinct"][h] for r, h in zip(rs, near,
                                                                             strict=True)]),
         }
+        out["samplers"][s]["stages"] = stage_summary(rs, n)
     if out["space_size"] and out["n_optimal"] and "random" in runs:
         out["random_law"] = random_law(out["space_size"], out["n_optimal"], n_trials["random"])
     return out
@@ -132,6 +152,12 @@ def layerwise_markdown(name: str, lw: dict[str, Any]) -> str:
         ["sampler", "trials", *(f"distinct @ {c}" for c in cps), "candidates to optimum",
          "trials to optimum", "found", f"candidates to within {pct}", f"found within {pct}"],
         rows))
+    staged = [f"{s}: " + ", ".join(f"{k} {v['trials']:.0f} trials (best true {v['best_true']:.4g})"
+                                   for k, v in r["stages"].items())
+              for s, r in lw["samplers"].items() if r.get("stages")]
+    if staged:
+        lines.append("\nStages (mean trials per stage over seeds, and the mean best true value of "
+                     "each stage's feasible trials): " + "; ".join(staged) + ".")
     law = lw.get("random_law")
     if law:
         lines.append(f"\nRandomSampler's exact law on this space: P(found within "
