@@ -12,6 +12,7 @@ import numpy as np
 from scipy.stats import kendalltau, rankdata
 
 from benchmarks._common import fmt, markdown_table
+from benchmarks.suite.layerwise import layerwise_markdown, layerwise_summary
 
 CHECKPOINTS = (25, 50, 100, 200)
 SAMPLER_ORDER = ("nars", "tpe", "cmaes", "gp", "random", "qmc")
@@ -168,6 +169,10 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
             },
             "nars": {s: nars_diagnostics(pr, s) for s in pr.samplers if s.startswith("nars")},
         }
+        # Layer-wise problems (runs before the flag was recorded: those LayerNAS ran on).
+        if "layernas" in pr.samplers or any(r.get("layerwise") for r in pruns):
+            problems[name]["layerwise"] = layerwise_summary(
+                pr.runs, {s: pr.n_trials(s) for s in pr.samplers}, cps)
     overall: dict[int, dict[str, float]] = {}
     for c in checkpoints:
         collected: dict[str, list[float]] = defaultdict(list)
@@ -266,6 +271,8 @@ def markdown(summary: dict[str, Any], plots: dict[str, str],
             ])
         out.append(markdown_table(headers, rows))
         out.append("")
+        if p.get("layerwise"):
+            out.append(layerwise_markdown(name, p["layerwise"]))
         if name in plots:
             out.append(f"![{name}]({plots[name]})\n")
         for s, d in p["nars"].items():

@@ -3,8 +3,11 @@
 Per trial it records the observed value, the best feasible value so far, the true (noise-free)
 value of that incumbent and its regret where the optimum is known, feasibility, and the
 sampler's own time (``ask`` with all suggestions, plus ``tell`` and constraint bookkeeping)
-apart from the evaluation's. For NARSSampler it also records the stage, the predicted value of
-each proposal and the predictor's cross-validated Kendall tau after each trial.
+apart from the evaluation's; the trial's own true value (``true``) and the number of distinct
+parameter sets evaluated so far (``distinct``: the candidates trained, a repeated proposal costs
+no new training on a table). For the optuna-nars samplers it records what produced each proposal
+(``stage``, and ``layer`` for LayerNASSampler); for NARSSampler also the predicted value of each
+proposal and the predictor's cross-validated Kendall tau after each trial.
 
 A grid appends one JSON line per finished run to ``<out>/<problem>.jsonl`` (written by the
 parent process only), so an interrupted grid resumes where it stopped.
@@ -38,7 +41,7 @@ from optuna.samplers import (
 )
 from optuna.trial import TrialState
 
-from benchmarks.suite.problems import Problem, get_problem
+from benchmarks.suite.problems import Problem, TabularProblem, get_problem
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import (
     PREDICTED_KEY,
@@ -51,6 +54,7 @@ from optuna_nars.samplers import (
     RegularizedEvolutionSampler,
     REINFORCESampler,
 )
+from optuna_nars.samplers.layernas import LAYER_ATTR
 
 # Each sampler: its class and the constructor arguments the suite gives it for a problem (the
 # seed and any command-line overrides come on top).
@@ -134,8 +138,10 @@ def run_study(
     rng = np.random.default_rng([seed, 20_261_130])  # the evaluation noise, apart from samplers
     rec: dict[str, list[Any]] = {k: [] for k in (
         "value", "feasible", "best", "incumbent_true", "regret", "sampler_s", "eval_s", "state")}
+    rec.update(true=[], distinct=[], stage=[], layer=[])
     nars: dict[str, list[Any]] = {
         "stage": [], "predicted": [], "predicted_std": [], "kendall_tau": []}
+    seen: set[tuple[tuple[str, Any], ...]] = set()
     best = math.nan
     best_true: float | None = None
     for _ in range(n_trials):
@@ -173,14 +179,23 @@ def run_study(
         rec["sampler_s"].append((t1 - t0) + (t3 - t2))
         rec["eval_s"].append(t2 - t1)
         rec["state"].append(state.name)
+        seen.add(tuple(sorted(trial.params.items())))
+        rec["distinct"].append(len(seen))
+        rec["true"].append(problem.true_value(trial.params))
+        attrs = storage.get_trial(trial._trial_id).user_attrs
+        rec["stage"].append(attrs.get(STAGE_KEY))
+        rec["layer"].append(attrs.get(LAYER_ATTR))
         if isinstance(sampler, NARSSampler):
-            attrs = storage.get_trial(trial._trial_id).user_attrs
             nars["stage"].append(attrs.get(STAGE_KEY))
             nars["predicted"].append(attrs.get(PREDICTED_KEY))
             nars["predicted_std"].append(attrs.get(PREDICTED_STD_KEY))
             quality = storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
             nars["kendall_tau"].append((quality or {}).get("kendall_tau"))
-    out: dict[str, Any] = {k: _rounded(v) for k, v in rec.items()}
+    # What a sampler or problem does not expose (Optuna's samplers have no stage, real training
+    # no true value) is left out of the run.
+    optional = ("true", "stage", "layer")
+    out: dict[str, Any] = {k: _rounded(v) for k, v in rec.items()
+                           if k not in optional or any(x is not None for x in v)}
     if isinstance(sampler, NARSSampler):
         out["nars"] = {k: _rounded(v) for k, v in nars.items()}
     return out
@@ -209,8 +224,20 @@ def run_task(task: Task) -> dict[str, Any]:
         "direction": problem.direction,
         "optimum": problem.optimum,
         "wall_s": round(time.perf_counter() - start, 3),
+        **space_facts(problem),
         **records,
     }
+
+
+def space_facts(problem: Problem) -> dict[str, Any]:
+    """What the report needs to read a run against its space: whether the problem is
+    layer-wise, and for a table its size and how many configurations are optimal (feasible,
+    true value equal to the optimum: ties share the best mean)."""
+    facts: dict[str, Any] = {"layerwise": problem.layers is not None}
+    if isinstance(problem, TabularProblem):
+        optimal = problem.feasible_rows() & np.isclose(problem.truth, problem.optimum)
+        facts.update(space_size=len(problem.runs), n_optimal=int(optimal.sum()))
+    return facts
 
 
 def load_runs(out_dir: Path) -> list[dict[str, Any]]:

@@ -7,6 +7,8 @@
   from the study's labelled trials.
 """
 
+from optuna_nars._keys import LAYER_ATTR
 from optuna_nars.samplers.layernas.sampler import LayerNASSampler
 
-__all__ = ["LayerNASSampler"]
+# LAYER_ATTR: the trial user attribute naming the layer a proposal expands, for reading back.
+__all__ = ["LAYER_ATTR", "LayerNASSampler"]
