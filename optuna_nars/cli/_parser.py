@@ -121,13 +121,21 @@ def _budget_options(parser: argparse.ArgumentParser, *, described: bool = True,
                             help=f"budget: {what}{default}" if described else None)
 
 
+def _latency_options(parser: argparse.ArgumentParser) -> None:
+    """``--latency-table`` and ``--max-latency-ms`` (which needs the table)."""
+    parser.add_argument("--latency-table", metavar="PATH", default=None,
+                        help="a latency table of the space (from `optuna-nars latency-table`): "
+                        "makes latency_ms a cost")
+    parser.add_argument("--max-latency-ms", type=positive_float, default=None,
+                        help="budget: milliseconds per batch, summed from --latency-table")
+
+
 def budget_from_args(args: argparse.Namespace) -> dict[str, float]:
-    """The budget flags given, as ``{"flops": ..., "params": ...}`` (an empty dict for none)."""
-    return {
-        name: value
-        for name, value in (("flops", args.max_flops), ("params", args.max_params))
-        if value is not None
-    }
+    """The budget flags given, as ``{"flops": ..., "params": ..., "latency_ms": ...}`` (an
+    empty dict for none)."""
+    flags = (("flops", args.max_flops), ("params", args.max_params),
+             ("latency_ms", getattr(args, "max_latency_ms", None)))
+    return {name: value for name, value in flags if value is not None}
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -163,6 +171,7 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
                           "interruption not counted: their candidates run again); the same "
                           "command resumes an interrupted search")
     _budget_options(search)
+    _latency_options(search)
     _study_options(search)
     search.add_argument("--n-jobs", type=positive_int, default=1,
                         help="trials in parallel threads (default: 1)")
@@ -239,6 +248,31 @@ def _fail_stale_arguments(fail_stale: argparse.ArgumentParser) -> None:
                             help="list the trials that would be failed; change nothing")
 
 
+def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
+    latency.add_argument("--space", default="tiny",
+                         help=f"a preset {PRESETS} or a SearchSpace JSON file (default: tiny)")
+    latency.add_argument("--in-channels", type=positive_int, default=None,
+                         help="input channels of the task (default: the space's)")
+    latency.add_argument("--num-classes", type=positive_int, default=None,
+                         help="classes of the task (default: the space's)")
+    latency.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    latency.add_argument("--threads", type=positive_int, default=1,
+                         help="CPU threads while timing (default: 1)")
+    latency.add_argument("--batch-size", type=positive_int, default=1,
+                         help="images per timed forward pass (default: 1)")
+    latency.add_argument("--repeats", type=positive_int, default=20,
+                         help="timed runs per block; the table keeps their median and IQR "
+                         "(default: 20)")
+    latency.add_argument("--warmup", type=positive_int, default=10,
+                         help="untimed calls per block first (default: 10)")
+    latency.add_argument("--run-ms", type=positive_float, default=10.0,
+                         help="about how long one timed run lasts (default: 10)")
+    latency.add_argument("-o", "--output", required=True, metavar="PATH",
+                         help="the table's JSON file; a partial one there is continued")
+    latency.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="show no progress bar")
+
+
 # Each command: its name, the function adding its options, its line in ``optuna-nars --help``
 # and the description its own ``--help`` starts with.
 _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str], ...] = (
@@ -260,6 +294,12 @@ _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str]
      "describe a search space",
      "Parameters, size, FLOPs and parameter ranges of a space, and how much of it fits a budget "
      "(exit code 1 if nothing does)."),
+    ("latency-table", _latency_table_arguments,
+     "measure every block of a space on this device: a latency look-up table",
+     "Time every distinct block (stem, each stage's blocks at their input sizes and widths, "
+     "head) of a search space on this machine with torch.utils.benchmark, and write a "
+     "versioned JSON table for `search --latency-table` and `family --metric latency_ms`. "
+     "An interrupted run continues from the partial file."),
     ("fail-stale", _fail_stale_arguments,
      "fail the trials of killed workers, so that their candidates run again",
      "Mark FAIL the trials RUNNING for longer than --older-than, recording why (the trial "
