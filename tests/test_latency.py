@@ -164,7 +164,7 @@ def test_latency_budget_holds_on_every_proposal(tiny_table: Path) -> None:
         c = TINY.suggest(trial)
         return float(np.log(sum(s.channels * s.depth for s in c.architecture.stages)))
 
-    study.optimize(objective, n_trials=14)
+    study.optimize(objective, n_trials=10)
     assert {t.user_attrs.get("nars:stage") for t in study.trials} >= {"qmc", "evolution"}
     for t in study.trials:
         violation = t.constraints["latency_ms"]

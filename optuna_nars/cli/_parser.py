@@ -24,6 +24,7 @@ __all__ = [
     "budget_from_args",
     "at_least_2",
     "at_least_3",
+    "budget_list",
     "build_parser",
     "duration",
     "non_negative_int",
@@ -71,6 +72,14 @@ at_least_2 = _checked(int, lambda v: v >= 2, "an integer >= 2", "at_least_2")
 at_least_3 = _checked(int, lambda v: v >= 3, "an integer >= 3", "at_least_3")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
                           "positive_float")
+
+
+def budget_list(text: str) -> list[float]:
+    """Comma-separated positive numbers, such as ``5e5,1e6,2e6``."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}")
+    return [positive_float(p) for p in parts]
 
 
 def threshold(text: str) -> float:
@@ -248,6 +257,38 @@ def _fail_stale_arguments(fail_stale: argparse.ArgumentParser) -> None:
                             help="list the trials that would be failed; change nothing")
 
 
+def _family_arguments(family: argparse.ArgumentParser) -> None:
+    _study_options(family)
+    family.add_argument("--budgets", type=budget_list, required=True, metavar="B1,B2,...",
+                        help="the ladder of budgets of --metric, e.g. 5e5,1e6,2e6")
+    family.add_argument("--metric", choices=("flops", "params", "latency_ms"), default="flops",
+                        help="the cost the budgets limit (default: flops; latency_ms needs a "
+                        "latency table)")
+    family.add_argument("--latency-table", metavar="PATH", default=None,
+                        help="a latency table of the space (default: the study's, if it was "
+                        "searched with one)")
+    family.add_argument("--train", action="store_true",
+                        help="train the members through the study (recorded as trials, with "
+                        "their budgets as constraints) and show predicted against measured")
+    family.add_argument("--device", default=None,
+                        help="for --train: cpu, cuda, ... (default: auto)")
+    family.add_argument("--png", metavar="PATH", default=None,
+                        help="draw the accuracy-vs-cost fronts (family and measured trials) "
+                        "to a PNG")
+    family.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                        help="do not save the fronts' plot to the study for optuna-dashboard")
+    family.add_argument("--json", metavar="PATH", default=None,
+                        help="also write the family as JSON to PATH")
+    family.add_argument("--format", choices=("table", "json"), default="table",
+                        help="stdout format (default: table)")
+    family.add_argument("--space", default=None,
+                        help="the space, for studies made in Python without one stored")
+    family.add_argument("--seed", type=seed, default=None,
+                        help="predictor seed (default: the study's)")
+    family.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's)")
+
+
 def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
     latency.add_argument("--space", default="tiny",
                          help=f"a preset {PRESETS} or a SearchSpace JSON file (default: tiny)")
@@ -285,6 +326,12 @@ _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str]
      "the best predicted pairs of a finished study for a new budget, without training",
      "Refit the study's accuracy predictor and search it for the top architecture-recipe pairs "
      "under a new FLOPs / parameter budget. No training: seconds on a CPU."),
+    ("family", _family_arguments,
+     "a model family: the study's predictor re-targeted to a ladder of budgets",
+     "Re-target the study's accuracy predictor to each budget of a ladder (FLOPs, parameters "
+     "or latency) and list the best predicted architecture-recipe pair of each, with its "
+     "predicted accuracy and cost; --train trains them through the study; --png draws the "
+     "accuracy-vs-cost fronts."),
     ("export", _export_arguments,
      "write a trial's architecture and recipe as JSON",
      "Write a trial's architecture-recipe pair (default: the best by accuracy at the label step) "

@@ -42,10 +42,16 @@ from optuna_nars.pruner import EarlyStoppingPruner
 from optuna_nars.space import SearchSpace
 from optuna_nars.training import ClassificationObjective
 
-__all__ = ["check_device", "cmd_search", "load_latency_table"]
+__all__ = [
+    "SEARCH_DEFAULTS",
+    "check_device",
+    "cmd_search",
+    "load_latency_table",
+    "training_parts",
+]
 
 # ``search`` options whose default, when resuming a study, is what the study was searched with.
-_SEARCH_DEFAULTS: dict[str, Any] = {
+SEARCH_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "data_dir": None,
     "epochs": 4,
@@ -84,7 +90,7 @@ def _resolve_search_settings(
 ) -> dict[str, Any]:
     """Explicit options win; then what a resumed study was searched with; then the defaults."""
     settings = {}
-    for key, default in _SEARCH_DEFAULTS.items():
+    for key, default in SEARCH_DEFAULTS.items():
         given = getattr(args, key)
         settings[key] = given if given is not None else stored.get(key, default)
     if args.dataset is not None and stored.get("dataset") not in (None, args.dataset):
@@ -174,6 +180,29 @@ def load_latency_table(path: str | None, space: SearchSpace) -> LatencyTable | N
         raise CLIError(str(err)) from None
 
 
+def training_parts(space: SearchSpace, settings: Mapping[str, Any], *, download: bool,
+                   device: str | None) -> tuple[ClassificationObjective, EarlyStoppingPruner]:
+    """The objective and the pruner ``search`` trains with, from its resolved settings (what
+    ``family --train`` reuses); their argument errors become CLI errors."""
+    try:
+        objective = ClassificationObjective(
+            space,
+            dataset=settings["dataset"],
+            data_dir=settings["data_dir"],
+            download=download,
+            epochs=settings["epochs"],
+            batch_size=settings["batch_size"],
+            device=device,
+            seed=settings["seed"],
+            max_train_samples=settings["max_train_samples"],
+        )
+        pruner = EarlyStoppingPruner(settings["calibration_trials"],
+                                     threshold=settings["threshold"])
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    return objective, pruner
+
+
 def _search_parts(
     space: SearchSpace, settings: Mapping[str, Any], budget: Mapping[str, float],
     args: argparse.Namespace,
@@ -183,21 +212,10 @@ def _search_parts(
     try:
         sampler = NARSSampler(space, constraints=budget or None, seed=settings["seed"],
                               latency_table=table)
-        objective = ClassificationObjective(
-            space,
-            dataset=settings["dataset"],
-            data_dir=settings["data_dir"],
-            download=args.download,
-            epochs=settings["epochs"],
-            batch_size=settings["batch_size"],
-            device=args.device,
-            seed=settings["seed"],
-            max_train_samples=settings["max_train_samples"],
-        )
-        pruner = EarlyStoppingPruner(settings["calibration_trials"],
-                                     threshold=settings["threshold"])
     except ValueError as err:
         raise CLIError(str(err)) from None
+    objective, pruner = training_parts(space, settings, download=args.download,
+                                       device=args.device)
     return sampler, objective, pruner
 
 

@@ -147,6 +147,11 @@ class BaseNASSampler(BaseSampler):
         """The budget the sampler enforces before every trial (as given to the constructor)."""
         return self._constraints
 
+    @property
+    def latency_table(self) -> LatencyTable | None:
+        """The latency table that makes ``latency_ms`` a cost (as given to the constructor)."""
+        return self._latency_table
+
     # ---- per-process state -----------------------------------------------------------------
 
     def _init_runtime(self) -> None:
