@@ -191,3 +191,25 @@ def test_latency_table_command_round_trip(tmp_path: Path,
     assert cli_main(argv) == 0  # complete: nothing left to measure
     assert cli_main([*argv[:-3], "--threads", "2", "-o", str(out)]) == 1  # other settings
     assert cli_main(["latency-table", "--space", "nowhere.json", "-o", str(out)]) == 2
+
+
+def test_search_command_under_a_latency_budget(tiny_table: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    table = LatencyTable.load(tiny_table)
+    budget = float(np.quantile(table.latency_ms(TINY, TINY.sample_values(500, seed=0)), 0.3))
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    base = ["search", "--storage", storage, "--epochs", "1", "--max-train-samples", "200",
+            "--calibration-trials", "3", "--threads", "1", "--no-dashboard", "--no-progress"]
+    assert cli_main([*base, "--max-latency-ms", "4"]) == 2  # no table
+    other = tmp_path / "other.json"
+    other.write_text(tiny_table.read_text().replace(table.space_fingerprint, "0" * 16))
+    assert cli_main([*base, "--latency-table", str(other), "--max-latency-ms", "4"]) == 1
+    assert "another search space" in capsys.readouterr().err
+    argv = [*base, "--latency-table", str(tiny_table), "--max-latency-ms", f"{budget:.6g}",
+            "--n-trials", "2"]
+    assert cli_main(argv) == 0
+    study = optuna.load_study(study_name="nars", storage=storage)
+    assert len(study.trials) == 2
+    for t in study.trials:
+        assert t.constraints["latency_ms"] <= 0
+        assert table.latency_ms(TINY, TINY.params_to_values([t.params]))[0] <= budget
