@@ -139,6 +139,21 @@ def _latency_options(parser: argparse.ArgumentParser) -> None:
                         help="budget: milliseconds per batch, summed from --latency-table")
 
 
+def _predictor_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options of the commands that refit a study's predictor (``retarget``, ``family``);
+    ``what`` names what ``--json`` writes."""
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help=f"also write {what} as JSON to PATH")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="stdout format (default: table)")
+    parser.add_argument("--space", default=None,
+                        help="the space, for studies made in Python without one stored")
+    parser.add_argument("--seed", type=seed, default=None,
+                        help="predictor seed (default: the study's)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's)")
+
+
 def budget_from_args(args: argparse.Namespace) -> dict[str, float]:
     """The budget flags given, as ``{"flops": ..., "params": ..., "latency_ms": ...}`` (an
     empty dict for none)."""
@@ -213,16 +228,7 @@ def _retarget_arguments(retarget: argparse.ArgumentParser) -> None:
     retarget.add_argument("--distinct", choices=("arch", "pair"), default="arch",
                           help="arch: one (the best) recipe per architecture; pair: every pair "
                           "(default: arch)")
-    retarget.add_argument("--json", metavar="PATH", default=None,
-                          help="also write the proposals as JSON to PATH")
-    retarget.add_argument("--format", choices=("table", "json"), default="table",
-                          help="stdout format (default: table)")
-    retarget.add_argument("--space", default=None,
-                          help="the space, for studies made in Python without one stored")
-    retarget.add_argument("--seed", type=seed, default=None,
-                          help="predictor seed (default: the study's)")
-    retarget.add_argument("--threads", type=positive_int, default=None,
-                          help="CPU threads for torch (default: torch's)")
+    _predictor_options(retarget, "the proposals")
 
 
 def _export_arguments(export: argparse.ArgumentParser) -> None:
@@ -277,16 +283,7 @@ def _family_arguments(family: argparse.ArgumentParser) -> None:
                         "to a PNG")
     family.add_argument("--no-dashboard", dest="dashboard", action="store_false",
                         help="do not save the fronts' plot to the study for optuna-dashboard")
-    family.add_argument("--json", metavar="PATH", default=None,
-                        help="also write the family as JSON to PATH")
-    family.add_argument("--format", choices=("table", "json"), default="table",
-                        help="stdout format (default: table)")
-    family.add_argument("--space", default=None,
-                        help="the space, for studies made in Python without one stored")
-    family.add_argument("--seed", type=seed, default=None,
-                        help="predictor seed (default: the study's)")
-    family.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for torch (default: torch's)")
+    _predictor_options(family, "the family")
 
 
 def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:

@@ -18,12 +18,10 @@ from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
 from optuna_nars.cli._format import format_scaled, table
 from optuna_nars.cli._parser import set_torch_threads
 from optuna_nars.cli._run import WatchedObjective
-from optuna_nars.cli._storages import open_storage
-from optuna_nars.cli._study import check_single_maximize, load_existing_study, space_of_study
+from optuna_nars.cli._study import open_searched_study
 from optuna_nars.cli.search import SEARCH_DEFAULTS, load_latency_table, training_parts
 from optuna_nars.cost import UNITS, LatencyTable
 from optuna_nars.dashboard import DashboardObjective
-from optuna_nars.export import load_search_settings
 from optuna_nars.labels import trial_labels
 from optuna_nars.model_family import family, pareto_points
 from optuna_nars.samplers import NARSSampler
@@ -105,11 +103,7 @@ def _save_plots(study: optuna.Study, points: Mapping[str, Any], metric: str,
 def cmd_family(args: argparse.Namespace) -> int:
     """Run ``optuna-nars family``."""
     set_torch_threads(args.threads)
-    storage = open_storage(args.storage, must_exist=True)
-    study = load_existing_study(storage, args.storage, args.study_name)
-    check_single_maximize(study)
-    space = space_of_study(study, args.space)
-    stored = load_search_settings(study)
+    study, space, stored = open_searched_study(args)
     settings = {key: stored.get(key, default) for key, default in SEARCH_DEFAULTS.items()}
     table = load_latency_table(args.latency_table or settings["latency_table"], space)
     seed = args.seed if args.seed is not None else int(settings["seed"])
@@ -122,7 +116,7 @@ def cmd_family(args: argparse.Namespace) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         for member in report["members"]:
             if member["trial"] is None:
-                _train_member(storage, args.study_name, space, member, args.metric, settings,
+                _train_member(study._storage, args.study_name, space, member, args.metric, settings,
                               table, args.device)
     if args.json:
         try:

@@ -13,14 +13,8 @@ from typing import Any
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
 from optuna_nars.cli._format import budget_text, format_scaled, table
 from optuna_nars.cli._parser import budget_from_args, set_torch_threads
-from optuna_nars.cli._storages import open_storage
-from optuna_nars.cli._study import (
-    check_single_maximize,
-    load_existing_study,
-    space_of_study,
-)
+from optuna_nars.cli._study import open_searched_study
 from optuna_nars.cost import METRICS
-from optuna_nars.export import load_search_settings
 from optuna_nars.retarget import retarget
 
 __all__ = ["cmd_retarget", "retarget_table"]
@@ -65,11 +59,7 @@ def _print_report(report: Mapping[str, Any], budget: Mapping[str, float],
 def cmd_retarget(args: argparse.Namespace) -> int:
     """Run ``optuna-nars retarget``; without budget flags, the study's own budget is used."""
     set_torch_threads(args.threads)
-    storage = open_storage(args.storage, must_exist=True)
-    study = load_existing_study(storage, args.storage, args.study_name)
-    check_single_maximize(study)
-    space = space_of_study(study, args.space)
-    settings = load_search_settings(study)
+    study, space, settings = open_searched_study(args)
     budget = budget_from_args(args)
     if not budget:
         budget = {m: settings[f"max_{m}"] for m in METRICS
