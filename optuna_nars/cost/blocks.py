@@ -152,20 +152,28 @@ def enumerate_blocks(space: SearchSpace) -> list[Block]:
     return list(dict.fromkeys(blocks))
 
 
-def _codes(column: np.ndarray) -> tuple[list[Any], np.ndarray]:
-    """The distinct values of a column and each row's index into them."""
-    column = np.asarray(column)
-    if column.dtype.kind in "biuf":
-        distinct, inverse = np.unique(column, return_inverse=True)
-        return distinct.tolist(), inverse.reshape(-1)
-    # Strings (activations, paddings): a dict is much faster than sorting them.
-    index: dict[Any, int] = {}
-    inverse = np.array([index.setdefault(v, len(index)) for v in column.tolist()],
-                       dtype=np.int64)
-    return list(index), inverse
+Coded = tuple[list[Any], np.ndarray]  # the distinct values of a column, each row's index
 
 
-def _slot(kind: str, columns: Sequence[np.ndarray], count: np.ndarray) -> BlockSlot:
+def _codes(column: np.ndarray | Coded) -> Coded:
+    """The distinct values of a numeric column and each row's index into them."""
+    if isinstance(column, tuple):
+        return column
+    distinct, inverse = np.unique(np.asarray(column), return_inverse=True)
+    return distinct.tolist(), inverse.reshape(-1)
+
+
+def _choice_codes(space: SearchSpace, values: np.ndarray, name: str) -> Coded:
+    """:func:`_codes` of a choice parameter (an activation, a padding) from its raw column:
+    vectorised, where the values themselves are Python strings."""
+    dim = space.dimension(name)
+    if name not in space.names:  # fixed
+        return [space.column(values[:1], name)[0]], np.zeros(len(values), dtype=np.int64)
+    raw, inverse = np.unique(values[:, space.names.index(name)], return_inverse=True)
+    return [dim.from_raw(r) for r in raw.tolist()], inverse.reshape(-1)
+
+
+def _slot(kind: str, columns: Sequence[np.ndarray | Coded], count: np.ndarray) -> BlockSlot:
     """The block of every row, from one array per field of ``kind`` (vectorised: the rows'
     field codes are combined into one integer, and keys are formatted once per distinct
     block)."""
@@ -198,7 +206,7 @@ def block_slots(space: SearchSpace, values: np.ndarray) -> Iterator[BlockSlot]:
         return space.column(values, name).astype(kind)
 
     one = np.ones(n, dtype=np.int64)
-    act = space.column(values, "activation").astype(str)
+    act = _choice_codes(space, values, "activation")
     resolution, stride = col("resolution"), col("stem.stride")
     c = col("stem.channels")
     yield _slot("stem", [np.full(n, space.in_channels), c, stride, act, resolution], one)
@@ -207,14 +215,15 @@ def block_slots(space: SearchSpace, values: np.ndarray) -> Iterator[BlockSlot]:
         k, e = col(f"stage{i}.kernel"), col(f"stage{i}.expansion", float)
         c_out, s = col(f"stage{i}.channels"), col(f"stage{i}.stride")
         se = col(f"stage{i}.se", bool).astype(int)
-        a = space.column(values, f"stage{i}.activation").astype(str)
-        p = space.column(values, f"stage{i}.padding").astype(str)
+        a = _choice_codes(space, values, f"stage{i}.activation")
+        p = _choice_codes(space, values, f"stage{i}.padding")
+        tight = np.array([v == "tight" for v in p[0]], dtype=np.int64)[p[1]]
         yield _slot("block", [c, c_out, k, e, s, se, a, p, size], one)
-        size = _conv_out(size, s, k, (p == "tight").astype(np.int64))
+        size = _conv_out(size, s, k, tight)
         repeats = col(f"stage{i}.depth") - 1
         if repeats.any():
-            yield _slot("block", [c_out, c_out, k, e, one, se, a, np.full(n, "same"), size],
-                        repeats)
+            same = (["same"], np.zeros(n, dtype=np.int64))
+            yield _slot("block", [c_out, c_out, k, e, one, se, a, same, size], repeats)
         c = c_out
     features = np.array([0 if f is None else f for f in space.column(values, "head.features")],
                         dtype=np.int64)
