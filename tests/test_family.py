@@ -169,3 +169,18 @@ def test_family_command_prints_writes_and_trains(study: optuna.Study, storage: s
     with pytest.raises(SystemExit) as exit_info:
         cli_main([*base[:-4], "--budgets", "1e6,-2"])
     assert exit_info.value.code == 2
+
+
+def test_retarget_command_under_a_latency_budget(study: optuna.Study, storage: str,
+                                                 table: tuple[Path, LatencyTable],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    path, latency = table
+    budget = float(np.quantile(latency.latency_ms(TINY, TINY.sample_values(500, seed=0)), 0.4))
+    base = ["retarget", "--storage", storage, "--study-name", "fam", "--top", "2",
+            "--threads", "1", "--max-latency-ms", f"{budget:.6g}"]
+    assert cli_main(base) == 1  # a latency budget needs the table
+    assert "latency_table" in capsys.readouterr().err
+    assert cli_main([*base, "--latency-table", str(path), "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert len(report["proposals"]) == 2
+    assert all(0 < p["latency_ms"] <= budget for p in report["proposals"])

@@ -223,6 +223,7 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
 def _retarget_arguments(retarget: argparse.ArgumentParser) -> None:
     _study_options(retarget)
     _budget_options(retarget, default=" (default: the study's budget)")
+    _latency_options(retarget)
     retarget.add_argument("--top", type=positive_int, default=5,
                           help="pairs to list (default: 5)")
     retarget.add_argument("--distinct", choices=("arch", "pair"), default="arch",

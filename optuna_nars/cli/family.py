@@ -58,7 +58,12 @@ def _train_member(storage: optuna.storages.BaseStorage, study_name: str, space: 
     """Train one member through the study (its budget recorded as the trial's constraint) and
     fill in its ``trial`` and ``measured`` label."""
     budget = {metric: member["budget"]}
-    sampler = NARSSampler(space, constraints=budget, latency_table=table, seed=settings["seed"])
+    try:
+        sampler = NARSSampler(space, constraints=budget, latency_table=table,
+                              seed=settings["seed"])
+    except ValueError as err:  # e.g. a budget so tight that the sampler's pool misses it
+        raise CLIError(f"cannot train the member for {metric} <= {member['budget']:g}: "
+                       f"{err}") from None
     objective, pruner = training_parts(space, settings, download=False, device=device)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=sampler,
                               pruner=pruner)
