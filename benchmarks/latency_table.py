@@ -8,6 +8,10 @@ inference mode) and compares each network's measured median with the table's sum
 R-squared (of measured against the sum itself, no fitting), median and worst relative error
 (goal: R-squared >= 0.95, median error <= 5%).
 
+To tell the blocks' additivity from drift between building the table and timing the networks
+(other load on a shared machine), the first ``--diagnose`` networks also have their blocks timed
+again right after the network, and their fresh sum is compared with the measured network too.
+
 It also reports the table with a fitted constant overhead (the network's cost outside its
 blocks, e.g. the forward's Python dispatch): the median of ``measured - sum`` over the first
 half of the networks, evaluated on the other half only, so the "after" numbers are held out.
@@ -38,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_args, save_results  # noqa: E402
 
 from optuna_nars.cost import LatencyTable  # noqa: E402
-from optuna_nars.cost.measure import build_table, time_module  # noqa: E402
+from optuna_nars.cost.blocks import block_slots, enumerate_blocks  # noqa: E402
+from optuna_nars.cost.measure import block_module, build_table, time_module  # noqa: E402
 from optuna_nars.models import build_model  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 
@@ -76,8 +81,22 @@ def time_networks(space: SearchSpace, n: int, seed: int, timer: Any) -> tuple[li
     return archs, values, np.array(measured)
 
 
+def fresh_sums(space: SearchSpace, values: np.ndarray, timer: Any) -> np.ndarray:
+    """Each row's blocks timed now, one after another, and summed (ms)."""
+    blocks = {b.key: b for b in enumerate_blocks(space)}
+    out = np.zeros(len(values))
+    with torch.inference_mode():
+        for slot in block_slots(space, values):
+            ms = []
+            for key in slot.keys:
+                module, shape = block_module(blocks[key])
+                ms.append(timer(module.eval(), torch.randn(1, *shape))[0] * 1e3)
+            out += slot.count * np.array(ms)[slot.index]
+    return out
+
+
 def run_space(name: str, n: int, seed: int, threads: int, repeats: int,
-              run_ms: float) -> dict[str, Any]:
+              run_ms: float, diagnose: int) -> dict[str, Any]:
     space = getattr(SearchSpace, name)()
     timer = time_module(threads, repeats=repeats, run_ms=run_ms)
     TABLES.mkdir(parents=True, exist_ok=True)
@@ -92,6 +111,8 @@ def run_space(name: str, n: int, seed: int, threads: int, repeats: int,
           flush=True)
     archs, values, measured = time_networks(space, n, seed, timer)
     predicted = table.latency_ms(space, values)
+    k = min(diagnose, n)
+    fresh = fresh_sums(space, values[:k], timer) if k else np.zeros(0)
     half = n // 2
     overhead = float(np.median(measured[:half] - predicted[:half]))
     held_out = slice(half, None)
@@ -101,6 +122,10 @@ def run_space(name: str, n: int, seed: int, threads: int, repeats: int,
         "before_held_out": errors(measured[held_out], predicted[held_out]),
         "fitted_overhead_ms": overhead,
         "after_held_out": errors(measured[held_out], predicted[held_out] + overhead),
+        "diagnosed": k,
+        "diagnose_table": errors(measured[:k], predicted[:k]) if k > 2 else None,
+        "diagnose_fresh": errors(measured[:k], fresh) if k > 2 else None,
+        "fresh_ms": fresh.tolist(),
         "measured_ms": measured.tolist(), "predicted_ms": predicted.tolist(), "archs": archs,
     }
 
@@ -111,20 +136,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per block/network")
     parser.add_argument("--run-ms", type=float, default=None, help="length of one timed run")
+    parser.add_argument("--diagnose", type=int, default=20,
+                        help="networks whose blocks are timed again right after them")
     args = parse_run_args(parser, argv, output=RESULTS)
     spaces = args.spaces or (["tiny"] if args.quick else ["tiny", "cifar"])
     repeats = args.repeats or (10 if args.quick else 20)
     run_ms = args.run_ms or (5.0 if args.quick else 10.0)
     started = time.perf_counter()
-    results = [run_space(s, args.networks, args.seed, args.threads, repeats, run_ms)
-               for s in spaces]
+    results = [run_space(s, args.networks, args.seed, args.threads, repeats, run_ms,
+                         args.diagnose) for s in spaces]
     rows = []
     for r in results:
         for label, key in (("table sum, all", "before"),
                            ("table sum, held-out half", "before_held_out"),
                            (f"+ fitted overhead {r['fitted_overhead_ms']:.4f} ms, held-out half",
-                            "after_held_out")):
+                            "after_held_out"),
+                           (f"table sum, first {r['diagnosed']}", "diagnose_table"),
+                           (f"blocks re-timed beside the network, first {r['diagnosed']}",
+                            "diagnose_fresh")):
             e = r[key]
+            if e is None:
+                continue
             rows.append([r["space"], label, f"{e['r2']:.4f}", f"{100 * e['median_rel_error']:.2f}%",
                          f"{100 * e['worst_rel_error']:.2f}%",
                          f"{100 * e['mean_signed_rel_error']:+.2f}%"])
