@@ -17,7 +17,7 @@ from optuna_nars import SearchSpace, family
 from optuna_nars._keys import FAMILY_BUDGET_ATTR
 from optuna_nars.cli import main as cli_main
 from optuna_nars.cost import LatencyTable, count_flops, space_costs
-from optuna_nars.cost.measure import build_table
+from optuna_nars.cost.measure import Timed, build_table
 from optuna_nars.dashboard.figures import family_figure, pareto_front, save_family_png
 from optuna_nars.export import save_search_settings, save_study_space
 from optuna_nars.model_family import pareto_points
@@ -34,9 +34,10 @@ def fast(table: LatencyTable | None = None) -> NARSSampler:
     return NARSSampler(TINY, latency_table=table, **FAST)
 
 
-def params_timer(module: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+def params_timer(module: nn.Module, x: torch.Tensor) -> Timed:
     """A fake timer: a block "takes" one microsecond per parameter."""
-    return sum(p.numel() for p in module.parameters()) * 1e-6, 0.0, 1
+    seconds = sum(p.numel() for p in module.parameters()) * 1e-6
+    return Timed(seconds, 0.0, seconds, 1)
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from optuna_nars import Architecture, Candidate, SearchSpace, StageSpec
 from optuna_nars.cli import main as cli_main
 from optuna_nars.cost import LatencyTable, space_costs
 from optuna_nars.cost.blocks import block_slots, enumerate_blocks
-from optuna_nars.cost.measure import build_table
+from optuna_nars.cost.measure import Timed, build_table
 from optuna_nars.models import build_model
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import NARSSampler
@@ -26,11 +26,12 @@ from optuna_nars.space import IntRange
 TINY = SearchSpace.tiny()
 
 
-def flop_timer(module: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+def flop_timer(module: nn.Module, x: torch.Tensor) -> Timed:
     """A fake timer that makes the table exact: a block "takes" its FLOPs in milliseconds."""
     with FlopCounterMode(display=False) as counter:
         module(x)
-    return counter.get_total_flops() / 1e3, 0.0, 1
+    seconds = counter.get_total_flops() / 1e3
+    return Timed(seconds, 0.0, seconds, 1)
 
 
 def model_flops(arch: Architecture, space: SearchSpace) -> int:
@@ -82,7 +83,7 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path: Path) -> None:
     n_blocks = len(enumerate_blocks(space))
     calls: list[int] = []
 
-    def interrupted(module: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+    def interrupted(module: nn.Module, x: torch.Tensor) -> Timed:
         if len(calls) == 5:
             raise KeyboardInterrupt
         calls.append(1)
@@ -100,7 +101,7 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path: Path) -> None:
         NARSSampler(space, constraints={"latency_ms": 1e6}, latency_table=partial)
     counted: list[int] = []
 
-    def counting(module: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+    def counting(module: nn.Module, x: torch.Tensor) -> Timed:
         counted.append(1)
         return flop_timer(module, x)
 
@@ -133,6 +134,13 @@ def test_load_errors_name_the_problem_and_the_fix(tiny_table: Path, tmp_path: Pa
     key = next(iter(data["entries"]))
     with pytest.raises(ValueError, match=r"entry .*\(.*no valid median_ms"):
         load_with({"entries": {**data["entries"], key: {"median_ms": -1}}})
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        load_with({"statistic": "mean_ms"})
+    halved = {k: {**e, "min_ms": e["median_ms"] / 2} for k, e in data["entries"].items()}
+    by_min = LatencyTable.from_dict({**data, "entries": halved, "statistic": "min_ms"})
+    by_median = LatencyTable.from_dict(data)
+    values = TINY.sample_values(50, seed=0)
+    assert np.allclose(by_min.latency_ms(TINY, values), by_median.latency_ms(TINY, values) / 2)
     with pytest.raises(ValueError, match="another search space.*for this space"):
         LatencyTable.load(tiny_table, space=SearchSpace.tiny(num_classes=3))
     # The recipe does not change a block's latency: the same table serves.

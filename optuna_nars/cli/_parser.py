@@ -306,6 +306,10 @@ def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
                          help="untimed calls per block first (default: 10)")
     latency.add_argument("--run-ms", type=positive_float, default=10.0,
                          help="about how long one timed run lasts (default: 10)")
+    latency.add_argument("--statistic", choices=("median", "min"), default="median",
+                         help="what a candidate's latency sums of its blocks' runs: the median, "
+                         "or the minimum (steadier on a machine busy with other work); both "
+                         "are kept (default: median)")
     latency.add_argument("-o", "--output", required=True, metavar="PATH",
                          help="the table's JSON file; a partial one there is continued")
     latency.add_argument("--no-progress", dest="progress", action="store_false",

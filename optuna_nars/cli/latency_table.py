@@ -23,11 +23,12 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     try:
         table = build_table(space, args.output, device=args.device, threads=args.threads,
                             batch_size=args.batch_size, timer=timer, progress=args.progress,
+                            statistic=f"{args.statistic}_ms",
                             info={"space": args.space, "repeats": args.repeats,
                                   "warmup": args.warmup, "run_ms": args.run_ms})
     except (ValueError, OSError) as err:
         raise CLIError(str(err)) from None
-    ms = sorted(e["median_ms"] for e in table.entries.values())
+    ms = sorted(e[table.statistic] for e in table.entries.values())
     to_stderr(f"Wrote {args.output}: {len(table)} blocks on {args.device} "
               f"({args.threads} thread{'s' if args.threads != 1 else ''}, batch "
               f"{args.batch_size}), {ms[0]:.4f}-{ms[-1]:.4f} ms per block.")

@@ -24,12 +24,13 @@ from optuna_nars.cost.blocks import block_slots, enumerate_blocks, space_fingerp
 if TYPE_CHECKING:
     from optuna_nars.space import SearchSpace
 
-__all__ = ["FORMAT", "LATENCY", "VERSION", "LatencyTable"]
+__all__ = ["FORMAT", "LATENCY", "STATISTICS", "VERSION", "LatencyTable"]
 
 FORMAT = "optuna-nars-latency-table"
 VERSION = 1
 #: The cost metric a latency table adds (milliseconds per batch).
 LATENCY = "latency_ms"
+STATISTICS = ("median_ms", "min_ms")
 _HEADER = {"device": str, "torch": str, "threads": int, "batch_size": int,
            "space_fingerprint": str, "entries": dict}
 _REBUILD = "measure it again with `optuna-nars latency-table --space SPACE -o PATH`"
@@ -40,9 +41,11 @@ class LatencyTable:
 
     Args:
         entries: Block key (:attr:`~optuna_nars.cost.blocks.Block.key`) -> ``{"median_ms",
-            "iqr_ms", "runs"}``.
+            "iqr_ms", "min_ms", "runs"}``.
         space_fingerprint: :func:`~optuna_nars.cost.blocks.space_fingerprint` of the space.
         device, torch, threads, batch_size: Where and how the blocks were timed.
+        statistic: Which entry field a candidate's latency sums: ``"median_ms"`` (default)
+            or ``"min_ms"`` (steadier on a machine shared with other work).
         overhead_ms: A constant added to every candidate's sum (the network's own cost
             outside its blocks; 0 unless calibrated).
         info: Anything else worth keeping (the space's name, dates, timer settings).
@@ -51,12 +54,16 @@ class LatencyTable:
 
     def __init__(self, entries: Mapping[str, Mapping[str, float]], *, space_fingerprint: str,
                  device: str, torch: str, threads: int, batch_size: int,
-                 overhead_ms: float = 0.0, info: Mapping[str, Any] | None = None,
+                 statistic: str = "median_ms", overhead_ms: float = 0.0,
+                 info: Mapping[str, Any] | None = None,
                  source: str = "the latency table") -> None:
         self.entries = {k: dict(v) for k, v in entries.items()}
         self.space_fingerprint = space_fingerprint
         self.device, self.torch, self.threads = device, torch, threads
         self.batch_size = batch_size
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
+        self.statistic = statistic
         self.overhead_ms = float(overhead_ms)
         self.info = dict(info or {})
         self.source = source
@@ -74,7 +81,8 @@ class LatencyTable:
     def to_dict(self) -> dict[str, Any]:
         return {"format": FORMAT, "version": VERSION, "device": self.device,
                 "torch": self.torch, "threads": self.threads, "batch_size": self.batch_size,
-                "space_fingerprint": self.space_fingerprint, "overhead_ms": self.overhead_ms,
+                "statistic": self.statistic, "space_fingerprint": self.space_fingerprint,
+                "overhead_ms": self.overhead_ms,
                 "info": self.info, "entries": dict(sorted(self.entries.items()))}
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -101,14 +109,19 @@ class LatencyTable:
             if not isinstance(data.get(key), kind):
                 raise ValueError(f"{source}: field {key!r} must be a {kind.__name__}, got "
                                  f"{data.get(key)!r}; the file is damaged, {_REBUILD}.")
+        statistic = data.get("statistic", "median_ms")
+        if statistic not in STATISTICS:
+            raise ValueError(f"{source}: statistic must be one of {STATISTICS}, got "
+                             f"{statistic!r}; the file is damaged, {_REBUILD}.")
         for key, entry in data["entries"].items():
-            ms = entry.get("median_ms") if isinstance(entry, Mapping) else None
+            ms = entry.get(statistic) if isinstance(entry, Mapping) else None
             if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
-                raise ValueError(f"{source}: entry {key} has no valid median_ms ({entry!r}); "
+                raise ValueError(f"{source}: entry {key} has no valid {statistic} ({entry!r}); "
                                  f"the file is damaged, {_REBUILD}.")
         table = cls(data["entries"], space_fingerprint=data["space_fingerprint"],
                     device=data["device"], torch=data["torch"], threads=data["threads"],
-                    batch_size=data["batch_size"], overhead_ms=data.get("overhead_ms", 0.0),
+                    batch_size=data["batch_size"], statistic=statistic,
+                    overhead_ms=data.get("overhead_ms", 0.0),
                     info=data.get("info"), source=source)
         if space is not None:
             table.check_space(space)
@@ -167,6 +180,6 @@ class LatencyTable:
                     "incomplete; run the same `optuna-nars latency-table` command again to "
                     "measure the missing blocks."
                 )
-            ms = np.array([self.entries[k]["median_ms"] for k in slot.keys])
+            ms = np.array([self.entries[k][self.statistic] for k in slot.keys])
             total += slot.count * ms[slot.index]
         return total

@@ -3,9 +3,11 @@ blocks as :func:`~optuna_nars.models.build_model` and timed with ``torch.utils.b
 
 Each block runs in inference mode (``eval()``, ``torch.inference_mode``) on a batch of its
 input shape: a warm-up, then ``repeats`` timed runs of ``number`` calls each (``number`` chosen
-so that a run lasts about ``run_ms``), with a fixed thread count; the table keeps the median
-and the inter-quartile range per block. The partial table is saved as it grows, so an
-interrupted build continues where it stopped.
+so that a run lasts about ``run_ms``), with a fixed thread count; the table keeps the median,
+the inter-quartile range and the minimum of the runs per block. On a machine shared with other
+work the minimum is the steadier statistic (other processes only ever add time, as
+``timeit``'s documentation says), so a table can be summed by either. The partial table is
+saved as it grows, so an interrupted build continues where it stopped.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +30,22 @@ from optuna_nars.cost.latency import LatencyTable
 from optuna_nars.models import InvertedResidual, activation_layer
 from optuna_nars.space import SearchSpace
 
-__all__ = ["Timing", "block_module", "build_table", "time_module"]
+__all__ = ["Timed", "Timing", "block_module", "build_table", "time_module"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-#: A timer: (module, input) -> (median seconds, inter-quartile range in seconds, runs).
-Timing = Callable[[nn.Module, torch.Tensor], tuple[float, float, int]]
+@dataclass(frozen=True)
+class Timed:
+    """One block's (or network's) timing, in seconds per call over ``runs`` timed runs."""
+
+    median: float
+    iqr: float
+    minimum: float
+    runs: int
+
+
+#: A timer: (module, input) -> its :class:`Timed`.
+Timing = Callable[[nn.Module, torch.Tensor], Timed]
 _SAVE_EVERY_S = 5.0
 
 
@@ -65,23 +78,23 @@ def time_module(threads: int, repeats: int = 20, warmup: int = 10,
     """The standard timer: ``torch.utils.benchmark.Timer`` with ``threads`` threads; ``warmup``
     calls, then ``repeats`` runs of ``number`` calls (about ``run_ms`` each)."""
 
-    def measure(module: nn.Module, x: torch.Tensor) -> tuple[float, float, int]:
+    def measure(module: nn.Module, x: torch.Tensor) -> Timed:
         timer = benchmark.Timer(stmt="module(x)", globals={"module": module, "x": x},
                                 num_threads=threads)
         one = timer.timeit(warmup).median
         number = max(1, int(run_ms / 1e3 / max(one, 1e-7)))
         runs = [timer.timeit(number) for _ in range(repeats)]
         merged = benchmark.Measurement.merge(runs)[0]
-        return merged.median, merged.iqr, repeats
+        return Timed(merged.median, merged.iqr, min(merged.times), repeats)
 
     return measure
 
 
 def _fresh_table(space: SearchSpace, device: str, threads: int, batch_size: int,
-                 info: dict[str, Any]) -> LatencyTable:
+                 statistic: str, info: dict[str, Any]) -> LatencyTable:
     return LatencyTable({}, space_fingerprint=space_fingerprint(space), device=device,
                         torch=torch.__version__, threads=threads, batch_size=batch_size,
-                        info=info)
+                        statistic=statistic, info=info)
 
 
 def _resumed(path: Path, space: SearchSpace, device: str, threads: int,
@@ -110,6 +123,7 @@ def build_table(
     batch_size: int = 1,
     timer: Timing | None = None,
     progress: bool = True,
+    statistic: str = "median_ms",
     info: dict[str, Any] | None = None,
 ) -> LatencyTable:
     """Measure every block of ``space`` on ``device`` and save the table to ``path``,
@@ -118,6 +132,8 @@ def build_table(
     Args:
         timer: How a block is timed (default :func:`time_module` with ``threads``).
         progress: Show a tqdm progress bar.
+        statistic: What the table sums, ``"median_ms"`` or ``"min_ms"`` (steadier on a
+            busy machine); both are kept.
         info: Extra fields for the table's ``info`` (e.g. the space's name).
 
     Raises:
@@ -128,7 +144,7 @@ def build_table(
     blocks = enumerate_blocks(space)
     table = _resumed(path, space, device, threads, batch_size)
     if table is None:
-        table = _fresh_table(space, device, threads, batch_size, dict(info or {}))
+        table = _fresh_table(space, device, threads, batch_size, statistic, dict(info or {}))
     todo = [b for b in blocks if b.key not in table.entries]
     measure = timer or time_module(threads)
     from tqdm.auto import tqdm
@@ -141,9 +157,9 @@ def build_table(
                 module, shape = block_module(block)
                 module = module.to(device).eval()
                 x = torch.randn(batch_size, *shape, device=device)
-                median, iqr, runs = measure(module, x)
-                table.entries[block.key] = {"median_ms": median * 1e3, "iqr_ms": iqr * 1e3,
-                                            "runs": runs}
+                t = measure(module, x)
+                table.entries[block.key] = {"median_ms": t.median * 1e3, "iqr_ms": t.iqr * 1e3,
+                                            "min_ms": t.minimum * 1e3, "runs": t.runs}
                 if time.monotonic() - saved > _SAVE_EVERY_S:
                     table.save(path)
                     saved = time.monotonic()
