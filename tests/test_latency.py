@@ -18,7 +18,7 @@ from optuna_nars.cli import main as cli_main
 from optuna_nars.cost import LatencyTable, space_costs
 from optuna_nars.cost.blocks import block_slots, enumerate_blocks
 from optuna_nars.cost.measure import Timed, build_table
-from optuna_nars.models import build_model
+from optuna_nars.models import InvertedResidualNet, build_model
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import NARSSampler
 from optuna_nars.space import IntRange
@@ -112,6 +112,23 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert table.entries == full.entries
 
 
+def test_calibration_fits_the_networks_cost_outside_their_blocks(tmp_path: Path) -> None:
+    def timer(module: nn.Module, x: torch.Tensor) -> Timed:
+        t = flop_timer(module, x)
+        extra = 0.005 if isinstance(module, InvertedResidualNet) else 0.0  # 5 ms per network
+        return Timed(t.median + extra, 0.0, t.minimum + extra, 1)
+
+    space = SearchSpace(stages=(StageSpec(3, (2, 4), IntRange(8, 16, 8), IntRange(1, 2), 2),),
+                        resolution=16, stem_channels=8, stem_stride=1, head_channels=32,
+                        in_channels=1, num_classes=4)
+    table = build_table(space, tmp_path / "t.json", timer=timer, progress=False, calibrate=4)
+    assert table.overhead_ms == pytest.approx(5.0)
+    assert LatencyTable.load(tmp_path / "t.json").info["calibration"]["networks"] == 4
+    values = space.sample_values(8, seed=3)
+    arch = space.decode(values[:1])[0].architecture
+    assert table.latency_ms(space, values[:1])[0] == pytest.approx(model_flops(arch, space) + 5)
+
+
 def test_load_errors_name_the_problem_and_the_fix(tiny_table: Path, tmp_path: Path) -> None:
     data = json.loads(tiny_table.read_text())
     bad = tmp_path / "bad.json"
@@ -197,6 +214,10 @@ def test_latency_table_command_round_trip(tmp_path: Path,
     assert all(e["median_ms"] > 0 and e["runs"] == 3 for e in table.entries.values())
     assert "blocks on cpu" in capsys.readouterr().err
     assert cli_main(argv) == 0  # complete: nothing left to measure
+    assert cli_main([*argv, "--calibrate", "2"]) == 0  # then calibrated, blocks kept
+    calibrated = LatencyTable.load(out)
+    assert calibrated.info["calibration"]["networks"] == 2
+    assert calibrated.entries == table.entries
     assert cli_main([*argv[:-3], "--threads", "2", "-o", str(out)]) == 1  # other settings
     assert cli_main(["latency-table", "--space", "nowhere.json", "-o", str(out)]) == 2
 

@@ -310,6 +310,10 @@ def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
                          help="what a candidate's latency sums of its blocks' runs: the median, "
                          "or the minimum (steadier on a machine busy with other work); both "
                          "are kept (default: median)")
+    latency.add_argument("--calibrate", type=non_negative_int, default=0, metavar="N",
+                         help="then time N random networks whole and add the median of "
+                         "(measured - summed) to every sum: their cost outside the blocks "
+                         "(default: 0, none)")
     latency.add_argument("-o", "--output", required=True, metavar="PATH",
                          help="the table's JSON file; a partial one there is continued")
     latency.add_argument("--no-progress", dest="progress", action="store_false",

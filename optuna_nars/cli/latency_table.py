@@ -23,7 +23,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     try:
         table = build_table(space, args.output, device=args.device, threads=args.threads,
                             batch_size=args.batch_size, timer=timer, progress=args.progress,
-                            statistic=f"{args.statistic}_ms",
+                            statistic=f"{args.statistic}_ms", calibrate=args.calibrate,
                             info={"space": args.space, "repeats": args.repeats,
                                   "warmup": args.warmup, "run_ms": args.run_ms})
     except (ValueError, OSError) as err:
@@ -31,5 +31,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     ms = sorted(e[table.statistic] for e in table.entries.values())
     to_stderr(f"Wrote {args.output}: {len(table)} blocks on {args.device} "
               f"({args.threads} thread{'s' if args.threads != 1 else ''}, batch "
-              f"{args.batch_size}), {ms[0]:.4f}-{ms[-1]:.4f} ms per block.")
+              f"{args.batch_size}), {ms[0]:.4f}-{ms[-1]:.4f} ms per block"
+              + (f", overhead {table.overhead_ms:+.4f} ms per network" if args.calibrate
+                 else "") + ".")
     return EXIT_OK

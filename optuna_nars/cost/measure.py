@@ -7,7 +7,9 @@ so that a run lasts about ``run_ms``), with a fixed thread count; the table keep
 the inter-quartile range and the minimum of the runs per block. On a machine shared with other
 work the minimum is the steadier statistic (other processes only ever add time, as
 ``timeit``'s documentation says), so a table can be summed by either. The partial table is
-saved as it grows, so an interrupted build continues where it stopped.
+saved as it grows, so an interrupted build continues where it stopped. Optionally
+(``calibrate``) a few whole networks are timed too, to fit the constant the networks cost
+beyond their blocks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from torch import nn
@@ -27,7 +30,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from optuna_nars.cost.blocks import Block, enumerate_blocks, space_fingerprint
 from optuna_nars.cost.latency import LatencyTable
-from optuna_nars.models import InvertedResidual, activation_layer
+from optuna_nars.models import InvertedResidual, activation_layer, build_model
 from optuna_nars.space import SearchSpace
 
 __all__ = ["Timed", "Timing", "block_module", "build_table", "time_module"]
@@ -114,6 +117,26 @@ def _resumed(path: Path, space: SearchSpace, device: str, threads: int,
     return table
 
 
+def _calibrate(table: LatencyTable, space: SearchSpace, n: int, measure: Timing, device: str,
+               batch_size: int) -> None:
+    """Set ``table.overhead_ms`` from ``n`` random networks timed whole (seed 0)."""
+    table.overhead_ms = 0.0
+    values = space.sample_values(n, seed=0, method="random")
+    field = "median" if table.statistic == "median_ms" else "minimum"
+    measured = []
+    for candidate in space.decode(values):  # (in inference mode: the caller's)
+        arch = candidate.architecture
+        model = build_model(arch, space.num_classes, space.in_channels).to(device).eval()
+        x = torch.randn(batch_size, space.in_channels, arch.resolution, arch.resolution,
+                        device=device)
+        measured.append(getattr(measure(model, x), field) * 1e3)
+    residual = np.array(measured) - table.latency_ms(space, values)
+    table.overhead_ms = float(np.median(residual))
+    table.info["calibration"] = {"networks": n, "overhead_ms": table.overhead_ms,
+                                 "residual_iqr_ms": float(np.subtract(
+                                     *np.percentile(residual, [75, 25])))}
+
+
 def build_table(
     space: SearchSpace,
     path: str | os.PathLike[str],
@@ -124,6 +147,7 @@ def build_table(
     timer: Timing | None = None,
     progress: bool = True,
     statistic: str = "median_ms",
+    calibrate: int = 0,
     info: dict[str, Any] | None = None,
 ) -> LatencyTable:
     """Measure every block of ``space`` on ``device`` and save the table to ``path``,
@@ -134,6 +158,10 @@ def build_table(
         progress: Show a tqdm progress bar.
         statistic: What the table sums, ``"median_ms"`` or ``"min_ms"`` (steadier on a
             busy machine); both are kept.
+        calibrate: Once every block is measured, time this many random networks of the space
+            whole and set the table's ``overhead_ms`` to the median of (measured - summed):
+            the network's own cost outside its blocks (its forward, the containers'
+            dispatch). 0 leaves it at 0.
         info: Extra fields for the table's ``info`` (e.g. the space's name).
 
     Raises:
@@ -163,6 +191,8 @@ def build_table(
                 if time.monotonic() - saved > _SAVE_EVERY_S:
                     table.save(path)
                     saved = time.monotonic()
+            if calibrate and "calibration" not in table.info:
+                _calibrate(table, space, calibrate, measure, device, batch_size)
     finally:
         table.info["complete"] = len(table.entries) >= len(blocks)
         table.save(path)
