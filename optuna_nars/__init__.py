@@ -29,6 +29,8 @@ _EXPORTS = {
     "count_flops": "optuna_nars.cost",
     "count_params": "optuna_nars.cost",
     "space_costs": "optuna_nars.cost",
+    "LatencyTable": "optuna_nars.cost",
+    "family": "optuna_nars.model_family",
     "build_model": "optuna_nars.models",
     "NARSPredictor": "optuna_nars.predictor",
     "NARSSampler": "optuna_nars.samplers",
@@ -63,6 +65,7 @@ __all__ = [
     "EarlyStoppingPruner",
     "FloatRange",
     "IntRange",
+    "LatencyTable",
     "LayerNASSampler",
     "NARSPredictor",
     "NARSSampler",
@@ -84,6 +87,7 @@ __all__ = [
     "count_params",
     "export_trial",
     "fail_stale_trials",
+    "family",
     "get_label_step",
     "load_candidate",
     "load_dataset",
@@ -100,11 +104,12 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 if TYPE_CHECKING:
     from optuna_nars.candidate import Architecture, Candidate, Recipe, StageArch
-    from optuna_nars.cost import count_flops, count_params, space_costs
+    from optuna_nars.cost import LatencyTable, count_flops, count_params, space_costs
     from optuna_nars.dashboard import DashboardCallback
     from optuna_nars.data import load_dataset
     from optuna_nars.export import build_from_export, export_trial, load_candidate
     from optuna_nars.labels import get_label_step, trial_labels
+    from optuna_nars.model_family import family
     from optuna_nars.models import build_model
     from optuna_nars.predictor import NARSPredictor
     from optuna_nars.pruner import EarlyStoppingPruner

@@ -56,6 +56,8 @@ ERROR_ATTR = "nars:error"
 INTERRUPTED_ATTR = "nars:interrupted"
 # The layer a LayerNASSampler proposal expands (0-based), for reading the search back.
 LAYER_ATTR = "layernas:layer"
+# The budget a trial of ``optuna-nars family --train`` was chosen for ({metric: limit}).
+FAMILY_BUDGET_ATTR = "nars:family_budget"
 
 
 class Stage(str, Enum):

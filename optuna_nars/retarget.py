@@ -8,6 +8,7 @@ from typing import Any
 import optuna
 
 from optuna_nars._keys import PREDICTOR_QUALITY_KEY
+from optuna_nars.cost import LatencyTable
 from optuna_nars.labels import get_label_step, trial_labels
 from optuna_nars.samplers import NARSSampler
 from optuna_nars.space import SearchSpace
@@ -28,18 +29,23 @@ def retarget(
     top: int = 5,
     distinct: str = "arch",
     seed: int = 0,
+    latency_table: LatencyTable | None = None,
+    sampler: NARSSampler | None = None,
 ) -> dict[str, Any]:
     """The top predicted pairs for ``budget`` as a JSON-ready report, with no training.
 
     A :class:`~optuna_nars.samplers.NARSSampler` over ``space`` learns from the study's labelled
     trials and searches the new budget (``optuna-nars retarget --json`` writes this report).
     ``distinct="arch"`` keeps the best recipe of each architecture; ``"pair"`` lists every pair.
-    Each proposal says whether (and with which label) it was already trained.
+    Each proposal says whether (and with which label) it was already trained. A
+    ``latency_table`` of ``space`` adds ``latency_ms`` to the costs (and allows it in
+    ``budget``); ``sampler`` reuses one such sampler (and its pretrained encoder) across calls.
 
     Raises:
         ValueError: If the study has too few labelled trials or no candidate meets ``budget``.
     """
-    sampler = NARSSampler(space, seed=seed)
+    if sampler is None:
+        sampler = NARSSampler(space, seed=seed, latency_table=latency_table)
     # Ask for more than ``top`` so that enough distinct architectures remain.
     proposals = sampler.search(study, constraints=dict(budget) if budget else None,
                                n=top if distinct == "pair" else top * 200)
@@ -62,6 +68,7 @@ def retarget(
             "predicted_std": p.predicted_std,
             "flops": p.costs.get("flops"),
             "params": p.costs.get("params"),
+            "latency_ms": p.costs.get("latency_ms"),
             "arch": arch,
             "recipe": str(p.candidate.recipe),
             "trial": trial,

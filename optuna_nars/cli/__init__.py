@@ -1,5 +1,5 @@
-"""The ``optuna-nars`` command line: ``search``, ``retarget``, ``export``, ``space`` and
-``fail-stale``.
+"""The ``optuna-nars`` command line: ``search``, ``retarget``, ``family``, ``export``, ``space``,
+``latency-table`` and ``fail-stale``.
 
 Exit codes: 0 success; 1 a run-time error (missing dataset files, unreachable storage or missing
 driver, missing study, a budget no candidate meets, a sampler failure during ``search``, ...);
@@ -16,8 +16,8 @@ Layout, one concept per module:
 - ``_study``: opening spaces, existing studies and a study's stored space;
 - ``_format``: tables, numbers, durations, budgets and the per-trial progress line;
 - ``_run``: how ``search`` runs its trials (how many; sampler failures; Ctrl-C);
-- ``search``, ``retarget``, ``export``, ``space``, ``fail_stale``: one module per command
-  (``cmd_<name>``).
+- ``search``, ``retarget``, ``family``, ``export``, ``space``, ``latency_table``, ``fail_stale``:
+  one module per command (``cmd_<name>``).
 
 Only the parser is imported here: a command's module, and torch with it, loads when the command
 runs, so ``optuna-nars --help`` answers at once. For the same reason the commands' functions are

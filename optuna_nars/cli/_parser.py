@@ -24,6 +24,7 @@ __all__ = [
     "budget_from_args",
     "at_least_2",
     "at_least_3",
+    "budget_list",
     "build_parser",
     "duration",
     "non_negative_int",
@@ -71,6 +72,14 @@ at_least_2 = _checked(int, lambda v: v >= 2, "an integer >= 2", "at_least_2")
 at_least_3 = _checked(int, lambda v: v >= 3, "an integer >= 3", "at_least_3")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number",
                           "positive_float")
+
+
+def budget_list(text: str) -> list[float]:
+    """Comma-separated positive numbers, such as ``5e5,1e6,2e6``."""
+    parts = [p for p in text.replace(" ", "").split(",") if p]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {text!r}")
+    return [positive_float(p) for p in parts]
 
 
 def threshold(text: str) -> float:
@@ -121,13 +130,36 @@ def _budget_options(parser: argparse.ArgumentParser, *, described: bool = True,
                             help=f"budget: {what}{default}" if described else None)
 
 
+def _latency_options(parser: argparse.ArgumentParser) -> None:
+    """``--latency-table`` and ``--max-latency-ms`` (which needs the table)."""
+    parser.add_argument("--latency-table", metavar="PATH", default=None,
+                        help="a latency table of the space (from `optuna-nars latency-table`): "
+                        "makes latency_ms a cost")
+    parser.add_argument("--max-latency-ms", type=positive_float, default=None,
+                        help="budget: milliseconds per batch, summed from --latency-table")
+
+
+def _predictor_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The options of the commands that refit a study's predictor (``retarget``, ``family``);
+    ``what`` names what ``--json`` writes."""
+    parser.add_argument("--json", metavar="PATH", default=None,
+                        help=f"also write {what} as JSON to PATH")
+    parser.add_argument("--format", choices=("table", "json"), default="table",
+                        help="stdout format (default: table)")
+    parser.add_argument("--space", default=None,
+                        help="the space, for studies made in Python without one stored")
+    parser.add_argument("--seed", type=seed, default=None,
+                        help="predictor seed (default: the study's)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="CPU threads for torch (default: torch's)")
+
+
 def budget_from_args(args: argparse.Namespace) -> dict[str, float]:
-    """The budget flags given, as ``{"flops": ..., "params": ...}`` (an empty dict for none)."""
-    return {
-        name: value
-        for name, value in (("flops", args.max_flops), ("params", args.max_params))
-        if value is not None
-    }
+    """The budget flags given, as ``{"flops": ..., "params": ..., "latency_ms": ...}`` (an
+    empty dict for none)."""
+    flags = (("flops", args.max_flops), ("params", args.max_params),
+             ("latency_ms", getattr(args, "max_latency_ms", None)))
+    return {name: value for name, value in flags if value is not None}
 
 
 def set_torch_threads(threads: int | None) -> None:
@@ -163,6 +195,7 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
                           "interruption not counted: their candidates run again); the same "
                           "command resumes an interrupted search")
     _budget_options(search)
+    _latency_options(search)
     _study_options(search)
     search.add_argument("--n-jobs", type=positive_int, default=1,
                         help="trials in parallel threads (default: 1)")
@@ -190,21 +223,13 @@ def _search_arguments(search: argparse.ArgumentParser) -> None:
 def _retarget_arguments(retarget: argparse.ArgumentParser) -> None:
     _study_options(retarget)
     _budget_options(retarget, default=" (default: the study's budget)")
+    _latency_options(retarget)
     retarget.add_argument("--top", type=positive_int, default=5,
                           help="pairs to list (default: 5)")
     retarget.add_argument("--distinct", choices=("arch", "pair"), default="arch",
                           help="arch: one (the best) recipe per architecture; pair: every pair "
                           "(default: arch)")
-    retarget.add_argument("--json", metavar="PATH", default=None,
-                          help="also write the proposals as JSON to PATH")
-    retarget.add_argument("--format", choices=("table", "json"), default="table",
-                          help="stdout format (default: table)")
-    retarget.add_argument("--space", default=None,
-                          help="the space, for studies made in Python without one stored")
-    retarget.add_argument("--seed", type=seed, default=None,
-                          help="predictor seed (default: the study's)")
-    retarget.add_argument("--threads", type=positive_int, default=None,
-                          help="CPU threads for torch (default: torch's)")
+    _predictor_options(retarget, "the proposals")
 
 
 def _export_arguments(export: argparse.ArgumentParser) -> None:
@@ -239,6 +264,62 @@ def _fail_stale_arguments(fail_stale: argparse.ArgumentParser) -> None:
                             help="list the trials that would be failed; change nothing")
 
 
+def _family_arguments(family: argparse.ArgumentParser) -> None:
+    _study_options(family)
+    family.add_argument("--budgets", type=budget_list, required=True, metavar="B1,B2,...",
+                        help="the ladder of budgets of --metric, e.g. 5e5,1e6,2e6")
+    family.add_argument("--metric", choices=("flops", "params", "latency_ms"), default="flops",
+                        help="the cost the budgets limit (default: flops; latency_ms needs a "
+                        "latency table)")
+    family.add_argument("--latency-table", metavar="PATH", default=None,
+                        help="a latency table of the space (default: the study's, if it was "
+                        "searched with one)")
+    family.add_argument("--train", action="store_true",
+                        help="train the members through the study (recorded as trials, with "
+                        "their budgets as constraints) and show predicted against measured")
+    family.add_argument("--device", default=None,
+                        help="for --train: cpu, cuda, ... (default: auto)")
+    family.add_argument("--png", metavar="PATH", default=None,
+                        help="draw the accuracy-vs-cost fronts (family and measured trials) "
+                        "to a PNG")
+    family.add_argument("--no-dashboard", dest="dashboard", action="store_false",
+                        help="do not save the fronts' plot to the study for optuna-dashboard")
+    _predictor_options(family, "the family")
+
+
+def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
+    latency.add_argument("--space", default="tiny",
+                         help=f"a preset {PRESETS} or a SearchSpace JSON file (default: tiny)")
+    latency.add_argument("--in-channels", type=positive_int, default=None,
+                         help="input channels of the task (default: the space's)")
+    latency.add_argument("--num-classes", type=positive_int, default=None,
+                         help="classes of the task (default: the space's)")
+    latency.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ... (default: cpu)")
+    latency.add_argument("--threads", type=positive_int, default=1,
+                         help="CPU threads while timing (default: 1)")
+    latency.add_argument("--batch-size", type=positive_int, default=1,
+                         help="images per timed forward pass (default: 1)")
+    latency.add_argument("--repeats", type=positive_int, default=20,
+                         help="timed runs per block; the table keeps their median and IQR "
+                         "(default: 20)")
+    latency.add_argument("--warmup", type=positive_int, default=10,
+                         help="untimed calls per block first (default: 10)")
+    latency.add_argument("--run-ms", type=positive_float, default=10.0,
+                         help="about how long one timed run lasts (default: 10)")
+    latency.add_argument("--statistic", choices=("median", "min"), default="median",
+                         help="what a candidate's latency sums of its blocks' runs: the median, "
+                         "or the minimum (steadier on a machine busy with other work); both "
+                         "are kept (default: median)")
+    latency.add_argument("--calibrate", type=non_negative_int, default=0, metavar="N",
+                         help="then time N random networks whole and add the median of "
+                         "(measured - summed) to every sum: their cost outside the blocks "
+                         "(default: 0, none)")
+    latency.add_argument("-o", "--output", required=True, metavar="PATH",
+                         help="the table's JSON file; a partial one there is continued")
+    latency.add_argument("--no-progress", dest="progress", action="store_false",
+                         help="show no progress bar")
+
+
 # Each command: its name, the function adding its options, its line in ``optuna-nars --help``
 # and the description its own ``--help`` starts with.
 _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str], ...] = (
@@ -251,6 +332,12 @@ _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str]
      "the best predicted pairs of a finished study for a new budget, without training",
      "Refit the study's accuracy predictor and search it for the top architecture-recipe pairs "
      "under a new FLOPs / parameter budget. No training: seconds on a CPU."),
+    ("family", _family_arguments,
+     "a model family: the study's predictor re-targeted to a ladder of budgets",
+     "Re-target the study's accuracy predictor to each budget of a ladder (FLOPs, parameters "
+     "or latency) and list the best predicted architecture-recipe pair of each, with its "
+     "predicted accuracy and cost; --train trains them through the study; --png draws the "
+     "accuracy-vs-cost fronts."),
     ("export", _export_arguments,
      "write a trial's architecture and recipe as JSON",
      "Write a trial's architecture-recipe pair (default: the best by accuracy at the label step) "
@@ -260,6 +347,12 @@ _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], str, str]
      "describe a search space",
      "Parameters, size, FLOPs and parameter ranges of a space, and how much of it fits a budget "
      "(exit code 1 if nothing does)."),
+    ("latency-table", _latency_table_arguments,
+     "measure every block of a space on this device: a latency look-up table",
+     "Time every distinct block (stem, each stage's blocks at their input sizes and widths, "
+     "head) of a search space on this machine with torch.utils.benchmark, and write a "
+     "versioned JSON table for `search --latency-table` and `family --metric latency_ms`. "
+     "An interrupted run continues from the partial file."),
     ("fail-stale", _fail_stale_arguments,
      "fail the trials of killed workers, so that their candidates run again",
      "Mark FAIL the trials RUNNING for longer than --older-than, recording why (the trial "

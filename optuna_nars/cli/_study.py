@@ -4,17 +4,21 @@ failure becomes a :class:`CLIError`, a bad ``--space`` a :class:`UsageError`."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
+from typing import Any
 
 import optuna
 
 from optuna_nars.cli._errors import CLIError, UsageError
 from optuna_nars.cli._parser import PRESETS
-from optuna_nars.export import load_study_space
+from optuna_nars.cli._storages import open_storage
+from optuna_nars.export import load_search_settings, load_study_space
 from optuna_nars.space import SearchSpace
 
 __all__ = [
     "check_single_maximize",
+    "open_searched_study",
     "load_existing_study",
     "load_space",
     "space_of_study",
@@ -101,3 +105,14 @@ def space_of_study(study: optuna.Study, spec: str | None) -> SearchSpace:
             "it with optuna_nars.export.save_study_space(study, space)."
         )
     return stored
+
+
+def open_searched_study(
+    args: argparse.Namespace,
+) -> tuple[optuna.Study, SearchSpace, dict[str, Any]]:
+    """The existing study of ``--storage`` / ``--study-name`` (made by optuna-nars: one
+    maximised objective), its space (or ``--space``) and the settings ``search`` stored."""
+    storage = open_storage(args.storage, must_exist=True)
+    study = load_existing_study(storage, args.storage, args.study_name)
+    check_single_maximize(study)
+    return study, space_of_study(study, args.space), load_search_settings(study)

@@ -13,14 +13,9 @@ from typing import Any
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
 from optuna_nars.cli._format import budget_text, format_scaled, table
 from optuna_nars.cli._parser import budget_from_args, set_torch_threads
-from optuna_nars.cli._storages import open_storage
-from optuna_nars.cli._study import (
-    check_single_maximize,
-    load_existing_study,
-    space_of_study,
-)
-from optuna_nars.cost import METRICS
-from optuna_nars.export import load_search_settings
+from optuna_nars.cli._study import open_searched_study
+from optuna_nars.cli.search import load_latency_table
+from optuna_nars.cost import LATENCY, METRICS
 from optuna_nars.retarget import retarget
 
 __all__ = ["cmd_retarget", "retarget_table"]
@@ -38,6 +33,10 @@ def retarget_table(report: Mapping[str, Any]) -> str:
         r["recipe"],
     ] for r in report["proposals"]]
     header = ["rank", "predicted", "MFLOPs", "kparams", "trained", "arch", "recipe"]
+    if any(r.get("latency_ms") is not None for r in report["proposals"]):
+        header.insert(4, "latency ms")
+        for row, r in zip(rows, report["proposals"], strict=True):
+            row.insert(4, format_scaled(r.get("latency_ms"), 1.0, ".3f"))
     return table(rows, header) if rows else "(no candidate)"
 
 
@@ -65,20 +64,18 @@ def _print_report(report: Mapping[str, Any], budget: Mapping[str, float],
 def cmd_retarget(args: argparse.Namespace) -> int:
     """Run ``optuna-nars retarget``; without budget flags, the study's own budget is used."""
     set_torch_threads(args.threads)
-    storage = open_storage(args.storage, must_exist=True)
-    study = load_existing_study(storage, args.storage, args.study_name)
-    check_single_maximize(study)
-    space = space_of_study(study, args.space)
-    settings = load_search_settings(study)
+    study, space, settings = open_searched_study(args)
+    table = load_latency_table(args.latency_table or settings.get("latency_table"), space)
     budget = budget_from_args(args)
     if not budget:
-        budget = {m: settings[f"max_{m}"] for m in METRICS
+        budget = {m: settings[f"max_{m}"] for m in (*METRICS, LATENCY)
                   if settings.get(f"max_{m}") is not None}
-        to_stderr(f"No --max-flops/--max-params given: using the study's budget "
-                  f"({budget_text(budget)}).")
+        to_stderr(f"No --max-flops/--max-params/--max-latency-ms given: using the study's "
+                  f"budget ({budget_text(budget)}).")
     seed = args.seed if args.seed is not None else int(settings.get("seed", 0))
     try:
-        report = retarget(study, space, budget, top=args.top, distinct=args.distinct, seed=seed)
+        report = retarget(study, space, budget, top=args.top, distinct=args.distinct, seed=seed,
+                          latency_table=table)
     except ValueError as err:
         raise CLIError(str(err)) from None
     if report["n_labels"] < 10:

@@ -32,7 +32,7 @@ from optuna_nars.cli._study import (
     stored_space,
     study_names,
 )
-from optuna_nars.cost import METRICS
+from optuna_nars.cost import LATENCY, METRICS, LatencyTable
 from optuna_nars.dashboard import DashboardCallback, DashboardObjective
 from optuna_nars.data import DatasetInfo, dataset_info
 from optuna_nars.data.catalog import parse_name
@@ -42,10 +42,16 @@ from optuna_nars.pruner import EarlyStoppingPruner
 from optuna_nars.space import SearchSpace
 from optuna_nars.training import ClassificationObjective
 
-__all__ = ["cmd_search"]
+__all__ = [
+    "SEARCH_DEFAULTS",
+    "check_device",
+    "cmd_search",
+    "load_latency_table",
+    "training_parts",
+]
 
 # ``search`` options whose default, when resuming a study, is what the study was searched with.
-_SEARCH_DEFAULTS: dict[str, Any] = {
+SEARCH_DEFAULTS: dict[str, Any] = {
     "dataset": "digits",
     "data_dir": None,
     "epochs": 4,
@@ -56,6 +62,8 @@ _SEARCH_DEFAULTS: dict[str, Any] = {
     "threshold": 0.9,
     "max_flops": None,
     "max_params": None,
+    "max_latency_ms": None,
+    "latency_table": None,
 }
 
 
@@ -82,7 +90,7 @@ def _resolve_search_settings(
 ) -> dict[str, Any]:
     """Explicit options win; then what a resumed study was searched with; then the defaults."""
     settings = {}
-    for key, default in _SEARCH_DEFAULTS.items():
+    for key, default in SEARCH_DEFAULTS.items():
         given = getattr(args, key)
         settings[key] = given if given is not None else stored.get(key, default)
     if args.dataset is not None and stored.get("dataset") not in (None, args.dataset):
@@ -147,7 +155,7 @@ def _search_space(args: argparse.Namespace, existing: optuna.Study | None,
     return space, saved
 
 
-def _check_device(device: str | None) -> None:
+def check_device(device: str | None) -> None:
     """A misspelt ``--device`` is a bad argument; a missing GPU is this machine's state."""
     if device is None:
         return
@@ -162,21 +170,29 @@ def _check_device(device: str | None) -> None:
                        "or leave --device out.")
 
 
-def _search_parts(
-    space: SearchSpace, settings: Mapping[str, Any], budget: Mapping[str, float],
-    args: argparse.Namespace,
-) -> tuple[NARSSampler, ClassificationObjective, EarlyStoppingPruner]:
-    """The sampler, the objective and the pruner; their argument errors become CLI errors."""
+def load_latency_table(path: str | None, space: SearchSpace) -> LatencyTable | None:
+    """The ``--latency-table`` file, checked against ``space`` (errors become CLI errors)."""
+    if path is None:
+        return None
     try:
-        sampler = NARSSampler(space, constraints=budget or None, seed=settings["seed"])
+        return LatencyTable.load(path, space=space)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+
+
+def training_parts(space: SearchSpace, settings: Mapping[str, Any], *, download: bool,
+                   device: str | None) -> tuple[ClassificationObjective, EarlyStoppingPruner]:
+    """The objective and the pruner ``search`` trains with, from its resolved settings (what
+    ``family --train`` reuses); their argument errors become CLI errors."""
+    try:
         objective = ClassificationObjective(
             space,
             dataset=settings["dataset"],
             data_dir=settings["data_dir"],
-            download=args.download,
+            download=download,
             epochs=settings["epochs"],
             batch_size=settings["batch_size"],
-            device=args.device,
+            device=device,
             seed=settings["seed"],
             max_train_samples=settings["max_train_samples"],
         )
@@ -184,6 +200,22 @@ def _search_parts(
                                      threshold=settings["threshold"])
     except ValueError as err:
         raise CLIError(str(err)) from None
+    return objective, pruner
+
+
+def _search_parts(
+    space: SearchSpace, settings: Mapping[str, Any], budget: Mapping[str, float],
+    args: argparse.Namespace,
+) -> tuple[NARSSampler, ClassificationObjective, EarlyStoppingPruner]:
+    """The sampler, the objective and the pruner; their argument errors become CLI errors."""
+    table = load_latency_table(settings["latency_table"], space)
+    try:
+        sampler = NARSSampler(space, constraints=budget or None, seed=settings["seed"],
+                              latency_table=table)
+    except ValueError as err:
+        raise CLIError(str(err)) from None
+    objective, pruner = training_parts(space, settings, download=args.download,
+                                       device=args.device)
     return sampler, objective, pruner
 
 
@@ -288,13 +320,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Bad arguments are refused before a storage is created.
     _check_dataset_name(args.dataset)
-    _check_device(args.device)
+    check_device(args.device)
     storage = open_storage(args.storage)
     existing = _existing_study(storage, args)
     stored = load_search_settings(existing) if existing is not None else {}
     settings = _resolve_search_settings(args, stored)
+    if settings["max_latency_ms"] is not None and settings["latency_table"] is None:
+        raise UsageError("--max-latency-ms needs --latency-table (a table of the space from "
+                         "`optuna-nars latency-table`).")
     space, saved_space = _search_space(args, existing, _dataset(settings, args.download))
-    budget = {m: settings[f"max_{m}"] for m in METRICS if settings[f"max_{m}"] is not None}
+    budget = {m: settings[f"max_{m}"] for m in (*METRICS, LATENCY)
+              if settings[f"max_{m}"] is not None}
     sampler, objective, pruner = _search_parts(space, settings, budget, args)
     study = _open_study(storage, args, sampler, pruner)
     if saved_space is None:

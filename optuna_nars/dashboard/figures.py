@@ -2,6 +2,9 @@
 
 :func:`build_figures` returns plotly figures keyed like :data:`PLOT_IDS` (the ids they are saved
 under in the study). Plotly is optional: it is imported only when a figure is built.
+:func:`family_figure` (saved under :data:`FAMILY_PLOT_ID` by ``optuna-nars family``) and
+:func:`save_family_png` (matplotlib) draw a model family's accuracy-vs-cost front against the
+measured trials'.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ if TYPE_CHECKING:
 
     from optuna_nars.space import SearchSpace
 
-__all__ = ["PLOT_IDS", "build_figures", "pareto_front"]
+__all__ = ["FAMILY_PLOT_ID", "PLOT_IDS", "build_figures", "family_figure", "pareto_front",
+           "save_family_png"]
 
 PLOT_IDS = {
     "predicted": "nars-predicted-vs-measured",
     "flops": "nars-accuracy-vs-flops",
     "params": "nars-accuracy-vs-params",
 }
+FAMILY_PLOT_ID = "nars-family-front"
 # Keyed by the stage's string value, as the ``nars:stage`` user attribute holds it.
 _STAGE_COLORS = {
     Stage.QMC.value: "#636efa",
@@ -181,3 +186,72 @@ def _shade_infeasible(fig: go.Figure, x_limit: float, unit: str, xs: list[float]
     fig.add_vline(x=x_limit, line=dict(color="#d62728", dash="dash"),
                   annotation_text=f"budget {x_limit:.4g} {unit}",
                   annotation_position="top left")
+
+
+# ---- a model family against the measured trials --------------------------------------------
+
+FamilyPoints = Mapping[str, Sequence[tuple[float, float, Any]]]
+
+
+def _family_title(metric: str, points: FamilyPoints) -> tuple[str, float, str]:
+    scale, unit = UNITS[metric]
+    title = (f"Model family ({len(points['family'])} budgets, predicted) and measured trials "
+             f"({len(points['trials'])}): accuracy vs {unit}")
+    return title, scale, unit
+
+
+def family_figure(points: FamilyPoints, metric: str) -> go.Figure:
+    """Plotly: the measured trials and their Pareto front, and the family's members
+    (predicted accuracy) and front; ``points`` as :func:`optuna_nars.model_family.pareto_points`
+    gives them."""
+    import plotly.graph_objects as go
+
+    title, scale, unit = _family_title(metric, points)
+    fig = go.Figure()
+    trials, members = points["trials"], points["family"]
+    fig.add_trace(go.Scatter(x=[c / scale for c, _, _ in trials], y=[a for _, a, _ in trials],
+                             mode="markers", name="measured trials",
+                             text=[f"trial {n}" for _, _, n in trials], hoverinfo="text+x+y",
+                             marker=dict(size=7, color="#9aa5b1")))
+    for name, front, color in (("measured front", pareto_front(trials), "#222"),
+                               ("family (predicted)", pareto_front(members), "#d62728")):
+        fig.add_trace(go.Scatter(x=[c / scale for c, _, _ in front], y=[a for _, a, _ in front],
+                                 mode="lines+markers", name=name,
+                                 line=dict(shape="hv", color=color, width=1.5),
+                                 text=[str(n) for _, _, n in front], hoverinfo="text+x+y"))
+    fig.add_trace(go.Scatter(x=[c / scale for c, _, _ in members], y=[a for _, a, _ in members],
+                             mode="markers", name="family members",
+                             text=[f"budget {b:g}" for _, _, b in members], hoverinfo="text+x+y",
+                             marker=dict(size=12, symbol="star", color="#d62728")))
+    fig.update_layout(title=title, xaxis_title=unit, yaxis_title="accuracy",
+                      **{**_layout(), "legend": dict(title="")})
+    return fig
+
+
+def save_family_png(points: FamilyPoints, metric: str, path: str) -> None:
+    """:func:`family_figure` as a PNG, drawn with matplotlib (no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    title, scale, unit = _family_title(metric, points)
+    fig, ax = plt.subplots(figsize=(8, 5))
+    try:
+        trials, members = points["trials"], points["family"]
+        ax.scatter([c / scale for c, _, _ in trials], [a for _, a, _ in trials], s=14,
+                   color="#9aa5b1", label="measured trials")
+        for name, front, color in (("measured front", pareto_front(trials), "#222"),
+                                   ("family (predicted)", pareto_front(members), "#d62728")):
+            if front:
+                ax.step([c / scale for c, _, _ in front], [a for _, a, _ in front],
+                        where="post", color=color, label=name)
+        ax.scatter([c / scale for c, _, _ in members], [a for _, a, _ in members], s=90,
+                   marker="*", color="#d62728", label="family members", zorder=3)
+        ax.set(xlabel=unit, ylabel="accuracy", title=title)
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower right")
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    finally:
+        plt.close(fig)

@@ -43,6 +43,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nars._keys import Stage
+from optuna_nars.cost import LatencyTable
 from optuna_nars.samplers._claims import (
     Claim,
     holders,
@@ -92,6 +93,8 @@ class BaseNASSampler(BaseSampler):
         seed: The seed of everything the subclass derives; random when ``None``.
         independent_sampler: Sampler for parameters outside the relative space.
         warn_independent_sampling: Warn when a parameter falls back to independent sampling.
+        latency_table: A :class:`~optuna_nars.cost.LatencyTable` of a SearchSpace, which makes
+            ``latency_ms`` a cost metric (budgets, pretraining labels).
     """
 
     _context_class: ClassVar[type[SpaceContext]] = SpaceContext
@@ -108,6 +111,7 @@ class BaseNASSampler(BaseSampler):
         seed: int | None,
         independent_sampler: BaseSampler | None,
         warn_independent_sampling: bool,
+        latency_table: LatencyTable | None = None,
     ) -> None:
         if search_space is not None and not isinstance(search_space, (SearchSpace, Mapping)):
             raise ValueError(
@@ -127,11 +131,13 @@ class BaseNASSampler(BaseSampler):
         self._seed = int(np.random.SeedSequence().entropy % 2**31) if seed is None else int(seed)
         self._independent_sampler = independent_sampler or RandomSampler(seed=self._seed)
         self._warn_independent_sampling = warn_independent_sampling
+        self._latency_table = latency_table
 
     def _complete_init(self) -> None:
         """Check the constraints and set up the runtime state; with a SearchSpace, build its
         context now, so that a budget no candidate meets fails in the constructor."""
-        check_constraints(self._constraints, self._space, self._proxy_metrics)
+        check_constraints(self._constraints, self._space, self._proxy_metrics,
+                          self._latency_table)
         self._init_runtime()
         if isinstance(self._space, SearchSpace):
             self._context(self._space.distributions())
@@ -140,6 +146,11 @@ class BaseNASSampler(BaseSampler):
     def constraints(self) -> Constraints | None:
         """The budget the sampler enforces before every trial (as given to the constructor)."""
         return self._constraints
+
+    @property
+    def latency_table(self) -> LatencyTable | None:
+        """The latency table that makes ``latency_ms`` a cost (as given to the constructor)."""
+        return self._latency_table
 
     # ---- per-process state -----------------------------------------------------------------
 
@@ -209,7 +220,7 @@ class BaseNASSampler(BaseSampler):
         metrics: Metrics | None = None
         if space is not None and dict(search_space) == space.distributions():
             param_space = space.param_space
-            metrics = cost_metrics(space)
+            metrics = cost_metrics(space, self._latency_table)
         else:
             space = None  # the cost model only knows its own space
             arch = self._architecture_params
@@ -218,7 +229,8 @@ class BaseNASSampler(BaseSampler):
             )
             if self._proxy_metrics is not None:
                 metrics = proxy_metrics_function(param_space, self._proxy_metrics)
-        names, violations = violation_function(param_space, space, metrics, constraints)
+        names, violations = violation_function(param_space, space, metrics, constraints,
+                                               self._latency_table)
         return self._context_class(param_space, space, names, violations, metrics)
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:

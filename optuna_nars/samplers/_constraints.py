@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from optuna_nars.cost import METRICS, constraint_violations, space_costs
+from optuna_nars.cost import LATENCY, METRICS, LatencyTable, constraint_violations, space_costs
 from optuna_nars.space import ParamSpace, SearchSpace
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "ProxyMetrics",
     "ViolationFunction",
     "check_constraints",
+    "check_latency_table",
     "cost_metrics",
     "infeasible_message",
     "proxy_metrics_function",
@@ -36,17 +37,43 @@ Metrics = Callable[[np.ndarray], dict[str, np.ndarray]]  # values matrix -> {nam
 ViolationFunction = Callable[[np.ndarray], np.ndarray]  # values matrix -> (n, m)
 
 
+def check_latency_table(
+    latency_table: LatencyTable | None, space: SearchSpace | Mapping[str, Any] | None
+) -> None:
+    """Reject a latency table that cannot measure ``space``: given without a SearchSpace, not
+    a :class:`~optuna_nars.cost.LatencyTable`, measured for another space, or incomplete."""
+    if latency_table is None:
+        return
+    if not isinstance(latency_table, LatencyTable):
+        raise ValueError("latency_table must be a LatencyTable (LatencyTable.load(path)), got "
+                         f"{type(latency_table).__name__}.")
+    if not isinstance(space, SearchSpace):
+        raise ValueError("latency_table needs a SearchSpace: the table is summed over the "
+                         "blocks of its architectures.")
+    latency_table.check_space(space)
+    missing = latency_table.missing(space)
+    if missing:
+        raise ValueError(
+            f"{latency_table.source} is incomplete: {len(missing)} block(s) of the space were "
+            f"not measured, such as {missing[0]}; run the same `optuna-nars latency-table` "
+            "command again to measure them."
+        )
+
+
 def check_constraints(
     constraints: Constraints | None,
     space: SearchSpace | Mapping[str, Any] | None,
     proxy_metrics: ProxyMetrics | None,
+    latency_table: LatencyTable | None = None,
 ) -> None:
     """Reject a budget that cannot be measured, before any trial runs.
 
     Raises:
         ValueError: If ``constraints`` is neither a mapping nor a callable, a limit is not a
-            finite number, or a name is unknown to the cost model (or there is none).
+            finite number, or a name is unknown to the cost model (or there is none): a
+            ``latency_ms`` budget needs a ``latency_table``.
     """
+    check_latency_table(latency_table, space)
     if constraints is None or callable(constraints):
         return
     if not isinstance(constraints, Mapping):
@@ -60,11 +87,18 @@ def check_constraints(
         if not isinstance(limit, (int, float)) or not math.isfinite(limit):
             raise ValueError(f"constraints[{name!r}] must be a finite number, got {limit!r}.")
     if isinstance(space, SearchSpace):
-        unknown = set(constraints) - set(METRICS)
+        if LATENCY in constraints and latency_table is None:
+            raise ValueError(
+                f"A {LATENCY} budget needs latency_table=LatencyTable.load(path), a table of "
+                "this space measured on the target device (`optuna-nars latency-table --space "
+                "SPACE -o table.json`)."
+            )
+        known = [*METRICS, LATENCY] if latency_table is not None else list(METRICS)
+        unknown = set(constraints) - set(known)
         if unknown:
             raise ValueError(
                 f"Unknown constraint(s) {sorted(unknown)}: with a SearchSpace the cost model "
-                f"knows {list(METRICS)}; pass a callable for anything else."
+                f"knows {known}; pass a callable for anything else."
             )
     elif proxy_metrics is None:
         raise ValueError(
@@ -73,11 +107,13 @@ def check_constraints(
         )
 
 
-def cost_metrics(space: SearchSpace) -> Metrics:
-    """The cost model's metrics (:data:`~optuna_nars.cost.METRICS`) of a values matrix."""
+def cost_metrics(space: SearchSpace, latency_table: LatencyTable | None = None) -> Metrics:
+    """The cost model's metrics (:data:`~optuna_nars.cost.METRICS`, and ``latency_ms`` with a
+    table) of a values matrix."""
 
     def metrics(values: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: v.astype(float) for k, v in space_costs(space, values).items()}
+        measured = space_costs(space, values, latency_table=latency_table)
+        return {k: v.astype(float) for k, v in measured.items()}
 
     return metrics
 
@@ -98,6 +134,7 @@ def violation_function(
     space: SearchSpace | None,
     metrics: Metrics | None,
     constraints: Constraints | None,
+    latency_table: LatencyTable | None = None,
 ) -> tuple[list[str], ViolationFunction]:
     """The constraint names (one per column) and the violation function of ``constraints``.
 
@@ -132,7 +169,7 @@ def violation_function(
     if space is not None:
 
         def budget(values: np.ndarray) -> np.ndarray:
-            v = constraint_violations(space, values, limits)
+            v = constraint_violations(space, values, limits, latency_table=latency_table)
             return np.column_stack([v[n] for n in names]).astype(float)
 
         return names, budget

@@ -82,7 +82,8 @@ def search(
     n = check_int("n", n, minimum=1)
     if constraints is None:
         constraints = sampler.constraints
-    check_constraints(constraints, sampler._space, sampler._proxy_metrics)
+    check_constraints(constraints, sampler._space, sampler._proxy_metrics,
+                      sampler._latency_table)
     sampler._raise_error_if_multi_objective(study)
     search_space = sampler._relative_space(study)
     if not search_space:

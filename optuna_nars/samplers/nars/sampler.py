@@ -43,6 +43,7 @@ from optuna.trial import FrozenTrial
 
 from optuna_nars._keys import Stage
 from optuna_nars._validation import check_int, check_real
+from optuna_nars.cost import LatencyTable
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
@@ -137,6 +138,10 @@ class NARSSampler(BaseNASSampler):
         independent_sampler: Sampler for parameters outside the relative space (default:
             :class:`~optuna.samplers.RandomSampler`).
         warn_independent_sampling: Warn when a parameter falls back to independent sampling.
+        latency_table: A :class:`~optuna_nars.cost.LatencyTable` measured for ``search_space``
+            (``LatencyTable.load(path)``): it makes ``latency_ms`` a budget (``constraints={
+            "latency_ms": 4.0}``) summed over each candidate's blocks. Every worker loads the
+            same file.
     """
 
     _context_class = _NARSContext
@@ -161,6 +166,7 @@ class NARSSampler(BaseNASSampler):
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
+        latency_table: LatencyTable | None = None,
     ) -> None:
         super().__init__(
             search_space,
@@ -170,6 +176,7 @@ class NARSSampler(BaseNASSampler):
             seed=seed,
             independent_sampler=independent_sampler,
             warn_independent_sampling=warn_independent_sampling,
+            latency_table=latency_table,
         )
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1)
         self._batch_size = check_int("batch_size", batch_size, minimum=1)

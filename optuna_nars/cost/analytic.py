@@ -17,6 +17,7 @@ import numpy as np
 from optuna_nars.candidate import Architecture
 
 if TYPE_CHECKING:
+    from optuna_nars.cost.latency import LatencyTable
     from optuna_nars.space import SearchSpace
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 
 METRICS = ("flops", "params")
 # How budgets and costs are shown to people: (divisor, unit) per metric.
-UNITS = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params")}
+UNITS = {"flops": (1e6, "MFLOPs"), "params": (1e3, "k params"), "latency_ms": (1.0, "ms")}
 
 
 def format_budget(budget: Mapping[str, float], *, le: str = "≤", empty: str = "none") -> str:
@@ -176,8 +177,10 @@ def count_params(arch: Architecture, in_channels: int = 3, num_classes: int = 10
     return _architecture_costs(arch, in_channels, num_classes)["params"]
 
 
-def space_costs(space: SearchSpace, values: np.ndarray) -> dict[str, np.ndarray]:
-    """FLOPs and params of every row of a values matrix of ``space`` (vectorised)."""
+def space_costs(space: SearchSpace, values: np.ndarray, *,
+                latency_table: LatencyTable | None = None) -> dict[str, np.ndarray]:
+    """FLOPs and params of every row of a values matrix of ``space`` (vectorised), and
+    ``latency_ms`` summed from ``latency_table`` when one is given."""
     values = np.atleast_2d(values)
     names = ["resolution", "stem.channels", "stem.stride", "head.channels"]
     stage_fields = ("kernel", "expansion", "channels", "depth", "stride", "se")
@@ -188,19 +191,27 @@ def space_costs(space: SearchSpace, values: np.ndarray) -> dict[str, np.ndarray]
         fields[f"stage{i}.tight"] = space.column(values, f"stage{i}.padding") == "tight"
     features = space.column(values, "head.features")
     fields["head.features"] = np.array([0 if f is None else f for f in features], dtype=float)
-    return costs(fields, len(space.stages), space.in_channels, space.num_classes)
+    out = costs(fields, len(space.stages), space.in_channels, space.num_classes)
+    if latency_table is not None:
+        out["latency_ms"] = latency_table.latency_ms(space, values)
+    return out
 
 
 def constraint_violations(
-    space: SearchSpace, values: np.ndarray, limits: Mapping[str, float]
+    space: SearchSpace, values: np.ndarray, limits: Mapping[str, float], *,
+    latency_table: LatencyTable | None = None,
 ) -> dict[str, np.ndarray]:
-    """For each budget in ``limits`` (``flops`` / ``params``), ``cost - limit`` per row
-    (``<= 0`` is feasible), in Optuna's ``trial.set_constraint`` convention."""
-    unknown = set(limits) - set(METRICS)
+    """For each budget in ``limits`` (``flops`` / ``params``, and ``latency_ms`` with a
+    ``latency_table``), ``cost - limit`` per row (``<= 0`` is feasible), in Optuna's
+    ``trial.set_constraint`` convention."""
+    known = [*METRICS, "latency_ms"] if latency_table is not None else list(METRICS)
+    unknown = set(limits) - set(known)
     if unknown:
+        hint = (" A latency_ms budget needs latency_table=LatencyTable.load(path)."
+                if "latency_ms" in unknown else "")
         raise ValueError(
             f"Unknown resource constraint(s) {sorted(unknown)}; the cost model knows "
-            f"{list(METRICS)}. Pass a callable for other constraints."
+            f"{known}. Pass a callable for other constraints.{hint}"
         )
-    measured = space_costs(space, values)
+    measured = space_costs(space, values, latency_table=latency_table)
     return {name: measured[name] - float(limit) for name, limit in limits.items()}
