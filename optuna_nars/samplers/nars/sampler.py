@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
@@ -53,6 +53,13 @@ from optuna_nars.samplers._context import (
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
+from optuna_nars.samplers.nars._pareto import (
+    ParetoCache,
+    check_objective_metrics,
+    check_study,
+    pool_metrics,
+    propose_pareto,
+)
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
@@ -92,6 +99,7 @@ class _NARSContext(SpaceContext):
     fits: dict[str, Fit] = field(default_factory=dict)
     ranked: dict[str, Ranked] = field(default_factory=dict)
     complete: dict[str, Ranked] = field(default_factory=dict)
+    pareto: ParetoCache | None = None  # with objective_metrics (multi-objective studies)
 
 
 class NARSSampler(BaseNASSampler):
@@ -124,6 +132,13 @@ class NARSSampler(BaseNASSampler):
             that half the proposals stay where the predictor has data. ``0`` disables it.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, ...).
+        objective_metrics: For a multi-objective study, one entry per objective in the order
+            of its directions: ``None`` for the objective the predictor learns (accuracy) and,
+            for each other one, the name of the free metric it equals (``"flops"``,
+            ``"params"``, or an output of ``proxy_metrics``), computed exactly rather than
+            predicted; e.g. ``[None, "flops"]`` with ``directions=["maximize", "minimize"]``.
+            Proposals then maximise the predicted hypervolume improvement over the measured
+            front (:mod:`~optuna_nars.samplers.nars._pareto`). ``None``: single-objective.
         seed: Seed for the pool, the predictor and the genetic search.
         independent_sampler: Sampler for parameters outside the relative space (default:
             :class:`~optuna.samplers.RandomSampler`).
@@ -148,6 +163,7 @@ class NARSSampler(BaseNASSampler):
         exploration: float = 0.0,
         trust_region: float = 1.0,
         predictor: NARSPredictor | None = None,
+        objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
@@ -169,6 +185,9 @@ class NARSSampler(BaseNASSampler):
         self._exploration = check_real("exploration", exploration, low=0)
         self._trust_region = check_real("trust_region", trust_region, low=0)
         self._predictor_template = predictor or NARSPredictor()
+        self._objective_metrics = check_objective_metrics(
+            objective_metrics, search_space, proxy_metrics is not None
+        )
         self._complete_init()
 
     @property
@@ -202,6 +221,11 @@ class NARSSampler(BaseNASSampler):
                 infeasible_message(ctx.constraint_names, ctx.violations(pool), constraints)
             )
         ctx.pool = pool[feasible]
+        if self._objective_metrics is not None:
+            ctx.pareto = ParetoCache(pool_metrics(ctx, self._objective_metrics, ctx.pool))
+
+    def _check_study(self, study: Study) -> None:
+        check_study(self._objective_metrics, study)
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
@@ -224,6 +248,7 @@ class NARSSampler(BaseNASSampler):
                 "exploration": self._exploration, "trust_region": self._trust_region,
                 "predictor": self._predictor_template.get_params(),
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
+                "objective_metrics": self._objective_metrics,
             }
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
@@ -308,6 +333,11 @@ class NARSSampler(BaseNASSampler):
     ) -> Claim:
         ctx = cast(_NARSContext, ctx)
         stage = self.plan.stage(trial.number)
+        if study._is_multi_objective():
+            claim = propose_pareto(self, study, trial, ctx, rows)
+            if claim is not None:
+                return claim
+            stage = Stage.QMC  # the warm start's pool order, then its fallbacks
         fit: Ranked | None = None
         quality = None
         rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
@@ -328,7 +358,7 @@ class NARSSampler(BaseNASSampler):
                 # Too few distinct labels to fit yet, or another worker makes the first fit.
                 stage = Stage.QMC
         rankings.append((ctx.pool, None, None))
-        sign = direction_sign(study)
+        sign = direction_sign(study) if fit is not None else 1.0
         for values, mean, std in rankings:
             i = rows.pick(values)
             if i is not None:
