@@ -9,6 +9,7 @@ Usage (from the repository root)::
     python -m benchmarks report               # RESULTS.md and plots from what is recorded
     python -m benchmarks list                 # problems and samplers
     python -m benchmarks compare DIR_A DIR_B  # identical runs? (a change that must not alter them)
+    python -m benchmarks mo [--quick]         # two-objective NAS tables (multi_objective.py)
 
 ``run`` skips runs already recorded (so an interrupted grid resumes), then writes the report.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, git_state, machine_info, utc_now
+from benchmarks.suite import multi_objective
 from benchmarks.suite.check import harness_check
 from benchmarks.suite.compare import IGNORED, compare_grids
 from benchmarks.suite.problems import PROBLEMS, TABULAR, get_problem, problem_names
@@ -72,6 +74,8 @@ def _parser() -> argparse.ArgumentParser:
                              "every per-trial field but timings")
     compare.add_argument("before", type=Path)
     compare.add_argument("after", type=Path)
+    multi_objective.add_arguments(sub.add_parser(
+        "mo", help="two-objective NAS tables: NARS against NSGA-II, TPE and random, hypervolume"))
     return parser
 
 
@@ -201,6 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(args)
     if args.command == "compare":
         return _compare(args.before, args.after)
+    if args.command == "mo":
+        return multi_objective.run(args, args.argv[1:])
     out = args.out or (QUICK_DIR if args.quick else FULL_DIR)
     if args.command == "check":
         rows = _check(out, args.quick, args.seeds)
