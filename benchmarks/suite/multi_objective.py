@@ -229,12 +229,12 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     n_trials = args.n_trials if args.n_trials is not None else (50 if args.quick else 200)
     if min(seeds, n_trials, args.jobs) < 1:
         raise SystemExit("error: --seeds, --n-trials and --jobs must be >= 1")
-    start = time.perf_counter()
+    start, git, date = time.perf_counter(), git_state(), utc_now()  # what ran, when it began
     runs = run_grid(args.problems, args.samplers, seeds, n_trials, args.jobs)
     summary = summarize(runs)
     command = "python -m benchmarks mo " + " ".join(argv)
-    meta = {"benchmark": "multi_objective", "command": command.strip(), "date": utc_now(),
-            "machine": machine_info(1), "git": git_state(),
+    meta = {"benchmark": "multi_objective", "command": command.strip(), "date": date,
+            "finished": utc_now(), "machine": machine_info(1), "git": git,
             "wall_s": round(time.perf_counter() - start, 1),
             "grid": {"problems": args.problems, "samplers": args.samplers, "seeds": seeds,
                      "n_trials": n_trials, "jobs": args.jobs}}
