@@ -164,15 +164,12 @@ class BaseNASSampler(BaseSampler):
         # fallback sampler's stream is reseeded.
         self._independent_sampler.reseed_rng()
 
-    # ---- the studies served ----------------------------------------------------------------
-
     def _check_study(self, study: Study) -> None:
-        """Raise a clear ``ValueError`` for a study the sampler cannot serve: by default a
-        multi-objective one (NARSSampler overrides it)."""
+        """Raise a clear ``ValueError`` for a study the sampler cannot serve (by default a
+        multi-objective one); :meth:`_serves` asks the same without raising."""
         self._raise_error_if_multi_objective(study)
 
     def _serves(self, study: Study) -> bool:
-        """Whether :meth:`_check_study` accepts ``study``."""
         try:
             self._check_study(study)
         except ValueError:

@@ -15,7 +15,8 @@ The predictor learns the normal scores of the labels' ranks and its predictions 
 back on the objective's scale (``_model``). On every other proposal of stages 2 and 3 the
 acquisition is penalised by the distance to the nearest measured pair (``trust_region``,
 ``_acquisition``), which keeps the predictor from chasing its own extrapolation; see
-``benchmarks/RESULTS.md`` for what each change did.
+``benchmarks/RESULTS.md`` for what each change did. In a multi-objective study
+(``objective_metrics``), stages 2 and 3 propose by predicted hypervolume improvement (``_pareto``).
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
 trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
@@ -45,21 +46,10 @@ from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
-from optuna_nars.samplers._context import (
-    RowKey,
-    SpaceContext,
-    StudyRows,
-    direction_sign,
-)
+from optuna_nars.samplers._context import RowKey, SpaceContext, StudyRows, direction_sign
+from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
-from optuna_nars.samplers.nars._pareto import (
-    ParetoCache,
-    check_objective_metrics,
-    check_study,
-    pool_metrics,
-    propose_pareto,
-)
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
@@ -99,7 +89,7 @@ class _NARSContext(SpaceContext):
     fits: dict[str, Fit] = field(default_factory=dict)
     ranked: dict[str, Ranked] = field(default_factory=dict)
     complete: dict[str, Ranked] = field(default_factory=dict)
-    pareto: ParetoCache | None = None  # with objective_metrics (multi-objective studies)
+    pareto: _pareto.ParetoCache | None = None  # with objective_metrics (multi-objective)
 
 
 class NARSSampler(BaseNASSampler):
@@ -132,13 +122,10 @@ class NARSSampler(BaseNASSampler):
             that half the proposals stay where the predictor has data. ``0`` disables it.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, ...).
-        objective_metrics: For a multi-objective study, one entry per objective in the order
-            of its directions: ``None`` for the objective the predictor learns (accuracy) and,
-            for each other one, the name of the free metric it equals (``"flops"``,
-            ``"params"``, or an output of ``proxy_metrics``), computed exactly rather than
-            predicted; e.g. ``[None, "flops"]`` with ``directions=["maximize", "minimize"]``.
-            Proposals then maximise the predicted hypervolume improvement over the measured
-            front (:mod:`~optuna_nars.samplers.nars._pareto`). ``None``: single-objective.
+        objective_metrics: For a multi-objective study, per objective: ``None`` for the one the
+            predictor learns, else the free metric it equals (``"flops"``, ``"params"``, a
+            ``proxy_metrics`` output), computed exactly; e.g. ``[None, "flops"]`` for
+            ``directions=["maximize", "minimize"]``. See :mod:`~optuna_nars.samplers.nars._pareto`.
         seed: Seed for the pool, the predictor and the genetic search.
         independent_sampler: Sampler for parameters outside the relative space (default:
             :class:`~optuna.samplers.RandomSampler`).
@@ -185,9 +172,8 @@ class NARSSampler(BaseNASSampler):
         self._exploration = check_real("exploration", exploration, low=0)
         self._trust_region = check_real("trust_region", trust_region, low=0)
         self._predictor_template = predictor or NARSPredictor()
-        self._objective_metrics = check_objective_metrics(
-            objective_metrics, search_space, proxy_metrics is not None
-        )
+        self._objective_metrics = _pareto.check_objective_metrics(
+            objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
 
     @property
@@ -222,10 +208,11 @@ class NARSSampler(BaseNASSampler):
             )
         ctx.pool = pool[feasible]
         if self._objective_metrics is not None:
-            ctx.pareto = ParetoCache(pool_metrics(ctx, self._objective_metrics, ctx.pool))
+            ctx.pareto = _pareto.ParetoCache(
+                _pareto.pool_metrics(ctx, self._objective_metrics, ctx.pool))
 
     def _check_study(self, study: Study) -> None:
-        check_study(self._objective_metrics, study)
+        _pareto.check_study(self._objective_metrics, study)
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
@@ -248,8 +235,9 @@ class NARSSampler(BaseNASSampler):
                 "exploration": self._exploration, "trust_region": self._trust_region,
                 "predictor": self._predictor_template.get_params(),
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
-                "objective_metrics": self._objective_metrics,
             }
+            if self._objective_metrics is not None:  # single-objective digests unchanged
+                settings["objective_metrics"] = self._objective_metrics
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
@@ -334,7 +322,7 @@ class NARSSampler(BaseNASSampler):
         ctx = cast(_NARSContext, ctx)
         stage = self.plan.stage(trial.number)
         if study._is_multi_objective():
-            claim = propose_pareto(self, study, trial, ctx, rows)
+            claim = _pareto.propose_pareto(self, study, trial, ctx, rows)
             if claim is not None:
                 return claim
             stage = Stage.QMC  # the warm start's pool order, then its fallbacks
