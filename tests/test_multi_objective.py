@@ -13,7 +13,7 @@ import pytest
 from optuna._hypervolume import compute_hypervolume
 from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
 
-from optuna_nars import SearchSpace
+from optuna_nars import ClassificationObjective, SearchSpace
 from optuna_nars.cost import count_flops, space_costs
 from optuna_nars.labels import trial_labels
 from optuna_nars.predictor import NARSPredictor
@@ -198,3 +198,18 @@ def test_studies_that_do_not_match_are_clear_errors() -> None:
     )
     with pytest.raises(ValueError, match="the study has 1"):
         single.optimize(lambda t: (space.suggest(t), 0.0)[1], n_trials=1)
+
+
+def test_classification_objective_trains_in_a_two_objective_study() -> None:
+    """Real training: Optuna refuses intermediate values in multi-objective studies, so the
+    objective reports no epochs there; the FLOPs it records are the cost model's."""
+    space = SearchSpace.tiny()
+    train = ClassificationObjective(space, dataset="digits", epochs=1, max_train_samples=200)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=fast_sampler(
+        search_space=space, objective_metrics=[None, "flops"], pool_size=64))
+    study.optimize(lambda t: (train(t), t.user_attrs["flops"]), n_trials=2)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 2
+    for t in study.trials:
+        assert not t.intermediate_values and 0.0 <= t.values[0] <= 1.0
+        row = space.param_space.params_to_values([t.params])
+        assert t.values[1] == space_costs(space, row)["flops"][0]
