@@ -213,3 +213,19 @@ def test_classification_objective_trains_in_a_two_objective_study() -> None:
         assert not t.intermediate_values and 0.0 <= t.values[0] <= 1.0
         row = space.param_space.params_to_values([t.params])
         assert t.values[1] == space_costs(space, row)["flops"][0]
+
+
+def test_benchmark_hypervolume_grows_to_at_most_the_tables_front() -> None:
+    from benchmarks.suite.multi_objective import PROBLEMS, markdown, run_one, summarize
+
+    runs = [run_one("macro", s, seed, 12) for s in ("random", "nsga2") for seed in (0, 1)]
+    optimum = PROBLEMS["macro"]().optimum()
+    assert 0.0 < optimum <= 1.0
+    for run in runs:
+        hv = np.array(run["hypervolume"])
+        assert np.all(np.diff(hv) >= 0) and hv[-1] <= optimum + 1e-9 and run["distinct"] >= 10
+    summary = summarize(runs)["macro"]
+    assert summary["checkpoints"] == [12]
+    ranks = [summary["samplers"][s]["rank"][12] for s in ("random", "nsga2")]
+    assert sum(ranks) == pytest.approx(3.0)  # two samplers: ranks 1 and 2 per seed
+    assert "### macro" in markdown({"macro": summary})
