@@ -229,3 +229,20 @@ def test_benchmark_hypervolume_grows_to_at_most_the_tables_front() -> None:
     ranks = [summary["samplers"][s]["rank"][12] for s in ("random", "nsga2")]
     assert sum(ranks) == pytest.approx(3.0)  # two samplers: ranks 1 and 2 per seed
     assert "### macro" in markdown({"macro": summary})
+
+
+def test_an_objective_that_is_not_its_metric_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    space = SearchSpace.tiny()
+    objective = _tiny_objective(space)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=fast_sampler(
+        search_space=space, objective_metrics=["flops", None]))
+    optuna.logging.enable_propagation()
+    try:
+        with caplog.at_level("WARNING"):
+            study.optimize(lambda t: (2.0 * objective(t)[0], objective(t)[1]), n_trials=6)
+    finally:
+        optuna.logging.disable_propagation()
+    warnings = [r for r in caplog.records if "differs from the free metric 'flops'" in r.message]
+    assert len({id(r) for r in warnings}) == 1  # once per process (caplog may list it twice)
