@@ -218,7 +218,11 @@ def test_classification_objective_trains_in_a_two_objective_study() -> None:
 def test_benchmark_hypervolume_grows_to_at_most_the_tables_front() -> None:
     from benchmarks.suite.multi_objective import PROBLEMS, markdown, run_one, summarize
 
-    runs = [run_one("macro", s, seed, 12) for s in ("random", "nsga2") for seed in (0, 1)]
+    verbosity = optuna.logging.get_verbosity()
+    try:  # run_one quiets Optuna, as in a benchmark worker process
+        runs = [run_one("macro", s, seed, 12) for s in ("random", "nsga2") for seed in (0, 1)]
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     optimum = PROBLEMS["macro"]().optimum()
     assert 0.0 < optimum <= 1.0
     for run in runs:
