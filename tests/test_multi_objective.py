@@ -250,3 +250,17 @@ def test_an_objective_that_is_not_its_metric_is_warned_about(
         optuna.logging.disable_propagation()
     warnings = [r for r in caplog.records if "differs from the free metric 'flops'" in r.message]
     assert len({id(r) for r in warnings}) == 1  # once per process (caplog may list it twice)
+
+
+def test_benchmark_grid_resumes_from_its_log(tmp_path) -> None:
+    from benchmarks.suite.multi_objective import run_grid
+
+    log = tmp_path / "mo.jsonl"
+    verbosity = optuna.logging.get_verbosity()
+    try:
+        first = run_grid(["macro"], ["random"], 2, 3, jobs=1, log=log)
+        again = run_grid(["macro"], ["random"], 2, 3, jobs=1, log=log)  # nothing left to run
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    assert len(log.read_text().splitlines()) == 2
+    assert sorted(r["seed"] for r in again) == [0, 1] and first == again

@@ -16,6 +16,9 @@ squeeze every useful model into the last percent of the scale. Recorded at every
 report gives it at 50 / 100 / 200 trials (mean, standard error, mean rank over seeds).
 
     python -m benchmarks mo [--quick] [--seeds N] [--n-trials N] [--jobs N]
+
+Finished runs are appended to ``results/multi_objective.jsonl`` as they come (an interrupted grid
+resumes); the summary, the runs and the command go to ``results/multi_objective.json``.
 """
 
 from __future__ import annotations
@@ -26,9 +29,10 @@ import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,15 +147,37 @@ def _run_star(task: tuple[str, str, int, int]) -> dict[str, Any]:
 
 
 def run_grid(problems: Sequence[str], samplers: Sequence[str], seeds: int, n_trials: int,
-             jobs: int) -> list[dict[str, Any]]:
-    # NARS first: the longest runs, so that both workers stay busy to the end.
-    tasks = [(p, s, seed, n_trials) for s in sorted(samplers, key=lambda s: s != "nars")
-             for p in problems for seed in range(seeds)]
+             jobs: int, log: Path) -> list[dict[str, Any]]:
+    """Every (problem, sampler, seed) run not yet in ``log`` (one JSON line per finished run,
+    so that an interrupted grid resumes), then all the runs of the grid that ``log`` holds."""
+    done = _logged(log)
+    # Seed by seed (a cut-short grid still compares every sampler), NARS first (the longest).
+    tasks = [(p, s, seed, n_trials) for seed in range(seeds)
+             for s in sorted(samplers, key=lambda s: s != "nars") for p in problems
+             if (p, s, seed, n_trials) not in done]
+    log.parent.mkdir(parents=True, exist_ok=True)
+
+    def record(run: dict[str, Any]) -> None:
+        with open(log, "a") as f:
+            f.write(json.dumps(run) + "\n")
+
     if jobs <= 1:
-        return [_run_star(t) for t in tasks]
-    ctx = get_context("forkserver" if os.name == "posix" else "spawn")
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        return list(pool.map(_run_star, tasks))
+        for task in tasks:
+            record(_run_star(task))
+    else:
+        ctx = get_context("forkserver" if os.name == "posix" else "spawn")
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+            for future in as_completed([pool.submit(_run_star, t) for t in tasks]):
+                record(future.result())
+    wanted = {(p, s, seed, n_trials) for p in problems for s in samplers for seed in range(seeds)}
+    return [run for key, run in _logged(log).items() if key in wanted]
+
+
+def _logged(log: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
+    if not log.exists():
+        return {}
+    runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return {(r["problem"], r["sampler"], r["seed"], r["n_trials"]): r for r in runs}
 
 
 def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECKPOINTS
@@ -230,7 +256,10 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if min(seeds, n_trials, args.jobs) < 1:
         raise SystemExit("error: --seeds, --n-trials and --jobs must be >= 1")
     start, git, date = time.perf_counter(), git_state(), utc_now()  # what ran, when it began
-    runs = run_grid(args.problems, args.samplers, seeds, n_trials, args.jobs)
+    suffix = "-quick" if args.quick else ""
+    results = RESULTS.with_name(f"multi_objective{suffix}.json")
+    runs = run_grid(args.problems, args.samplers, seeds, n_trials, args.jobs,
+                    results.with_suffix(".jsonl"))
     summary = summarize(runs)
     command = "python -m benchmarks mo " + " ".join(argv)
     meta = {"benchmark": "multi_objective", "command": command.strip(), "date": date,
@@ -238,9 +267,6 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             "wall_s": round(time.perf_counter() - start, 1),
             "grid": {"problems": args.problems, "samplers": args.samplers, "seeds": seeds,
                      "n_trials": n_trials, "jobs": args.jobs}}
-    suffix = "-quick" if args.quick else ""
-    results = RESULTS.with_name(f"multi_objective{suffix}.json")
-    results.parent.mkdir(parents=True, exist_ok=True)
     results.write_text(json.dumps({**meta, "summary": summary, "runs": runs}, indent=1))
     body = markdown(summary)
     print(body)
