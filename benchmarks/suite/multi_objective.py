@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from optuna.samplers import BaseSampler, NSGAIISampler, RandomSampler, TPESample
 from benchmarks._common import ROOT, fmt, git_state, machine_info, markdown_table, utc_now
 from benchmarks.suite.problems import TabularProblem, nasbench201, nasbench_macro
 from benchmarks.suite.report import mean_se
-from benchmarks.suite.runner import quiet
+from benchmarks.suite.runner import parse_sampler, quiet
 from optuna_nars.samplers import NARSSampler
 
 RESULTS = ROOT / "benchmarks" / "results" / "multi_objective.json"
@@ -110,6 +111,23 @@ SAMPLERS: dict[str, Callable[[TwoObjectiveProblem, int], BaseSampler]] = {
 }
 
 
+def make_sampler(name: str, problem: TwoObjectiveProblem, seed: int) -> BaseSampler:
+    """A sampler of :data:`SAMPLERS`, or a NARS variant with constructor overrides written as
+    in the suite, ``nars[exploration=1]``."""
+    if name in SAMPLERS:
+        return SAMPLERS[name](problem, seed)
+    try:
+        base, overrides = parse_sampler(name)
+    except ValueError:
+        base, overrides = "", {}
+    if base != "nars":
+        raise ValueError(f"Unknown sampler {name!r}; known: {', '.join(SAMPLERS)}, or a NARS "
+                         "variant such as nars[exploration=1].")
+    return NARSSampler(**{**problem.table.nars_kwargs(), "seed": seed,
+                          "objective_metrics": [None, problem.metric],
+                          "warn_independent_sampling": False, **overrides})
+
+
 def run_one(problem_name: str, sampler_name: str, seed: int, n_trials: int) -> dict[str, Any]:
     """One study with ask-and-tell: the hypervolume after every trial, the sampler's time."""
     import torch
@@ -117,7 +135,7 @@ def run_one(problem_name: str, sampler_name: str, seed: int, n_trials: int) -> d
     torch.set_num_threads(1)
     quiet()
     problem = PROBLEMS[problem_name]()
-    sampler = SAMPLERS[sampler_name](problem, seed)
+    sampler = make_sampler(sampler_name, problem, seed)
     study = optuna.create_study(directions=problem.directions, sampler=sampler)
     rng = np.random.default_rng([seed, 20_261_130])  # the evaluation noise, as in the suite
     truth: list[float] = []
@@ -255,7 +273,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-trials", type=int, default=None, help="default 200")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=list(SAMPLERS))
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS),
+                        help=f"{', '.join(SAMPLERS)} (default: all), or a NARS variant such "
+                             "as 'nars[exploration=1]'")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="results JSON (default results/multi_objective.json); the report "
+                             "goes beside it as <name>.md unless it is the default")
     parser.add_argument("--report-only", action="store_true",
                         help="no runs: summarise the recorded results again")
 
@@ -265,9 +288,15 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     n_trials = args.n_trials if args.n_trials is not None else (50 if args.quick else 200)
     if min(seeds, n_trials, args.jobs) < 1:
         raise SystemExit("error: --seeds, --n-trials and --jobs must be >= 1")
+    try:  # a bad name fails before any run
+        for name in args.samplers:
+            make_sampler(name, PROBLEMS[args.problems[0]](), 0)
+    except (ValueError, TypeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     suffix = "-quick" if args.quick else ""
-    results = RESULTS.with_name(f"multi_objective{suffix}.json")
-    report = REPORT if not args.quick else results.with_name("MULTI_OBJECTIVE-quick.md")
+    results = args.output or RESULTS.with_name(f"multi_objective{suffix}.json")
+    report = REPORT if results == RESULTS else results.with_suffix(".md")
     if args.report_only:
         return write_report(results, report)
     start, git, date = time.perf_counter(), git_state(), utc_now()  # what ran, when it began
@@ -310,8 +339,6 @@ def write_report(results: Path, report: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import sys
-
     argv = list(sys.argv[1:] if argv is None else argv)
     return run(_parser().parse_args(argv), argv)
 
