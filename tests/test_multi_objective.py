@@ -264,3 +264,14 @@ def test_benchmark_grid_resumes_from_its_log(tmp_path) -> None:
         optuna.logging.set_verbosity(verbosity)
     assert len(log.read_text().splitlines()) == 2
     assert sorted(r["seed"] for r in again) == [0, 1] and first == again
+
+
+def test_benchmark_sampler_names_and_nars_variants() -> None:
+    from benchmarks.suite.multi_objective import PROBLEMS, make_sampler
+
+    problem = PROBLEMS["macro"]()
+    assert isinstance(make_sampler("nsga2", problem, 0), optuna.samplers.NSGAIISampler)
+    variant = make_sampler("nars[exploration=1]", problem, 0)
+    assert isinstance(variant, NARSSampler) and variant._exploration == 1.0
+    with pytest.raises(ValueError, match="Unknown sampler 'tpe\\[x=1\\]'"):
+        make_sampler("tpe[x=1]", problem, 0)
