@@ -14,6 +14,7 @@ from optuna._hypervolume import compute_hypervolume
 from optuna.testing.pytest_samplers import MultiObjectiveSamplerTestCase
 
 from optuna_nars import ClassificationObjective, SearchSpace
+from optuna_nars._keys import CLAIM_KEPT_KEY
 from optuna_nars.cost import count_flops, space_costs
 from optuna_nars.labels import trial_labels
 from optuna_nars.predictor import NARSPredictor
@@ -275,3 +276,15 @@ def test_benchmark_sampler_names_and_nars_variants() -> None:
     assert isinstance(variant, NARSSampler) and variant._exploration == 1.0
     with pytest.raises(ValueError, match="Unknown sampler 'tpe\\[x=1\\]'"):
         make_sampler("tpe[x=1]", problem, 0)
+
+
+def test_enqueued_trial_is_claimed_in_a_two_objective_study() -> None:
+    space = SearchSpace.tiny()
+    fixed = space.param_space.values_to_params(space.sample_values(1, seed=3))[0]
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=fast_sampler(
+        search_space=space, objective_metrics=["flops", None]))
+    study.enqueue_trial(fixed)
+    study.optimize(_tiny_objective(space), n_trials=6)
+    assert study.trials[0].params == fixed
+    assert CLAIM_KEPT_KEY in study.trials[0].system_attrs  # claimed before it ran
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6
