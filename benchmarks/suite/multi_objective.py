@@ -211,7 +211,8 @@ def summarize(runs: Sequence[dict[str, Any]], checkpoints: Sequence[int] = CHECK
         grouped[run["problem"]][run["sampler"]][run["seed"]] = run
     out: dict[str, Any] = {}
     for name, by_sampler in grouped.items():
-        samplers = [s for s in SAMPLERS if s in by_sampler]  # the table's order
+        order = list(SAMPLERS)  # the table's order, variants after
+        samplers = sorted(by_sampler, key=lambda s: (order.index(s) if s in order else 9, s))
         seeds = sorted(set.intersection(*(set(v) for v in by_sampler.values())))
         n = min(r["n_trials"] for v in by_sampler.values() for r in v.values())
         cps = [c for c in checkpoints if c <= n] or [n]
@@ -295,7 +296,7 @@ def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     suffix = "-quick" if args.quick else ""
-    results = args.output or RESULTS.with_name(f"multi_objective{suffix}.json")
+    results = (args.output or RESULTS.with_name(f"multi_objective{suffix}.json")).resolve()
     report = REPORT if results == RESULTS else results.with_suffix(".md")
     if args.report_only:
         return write_report(results, report)
