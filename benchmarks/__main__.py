@@ -10,6 +10,7 @@ Usage (from the repository root)::
     python -m benchmarks list                 # problems and samplers
     python -m benchmarks compare DIR_A DIR_B  # identical runs? (a change that must not alter them)
     python -m benchmarks ablation DIR ...     # NARS variants ranked against the committed grid
+    python -m benchmarks mo [--quick]         # two-objective NAS tables (multi_objective.py)
 
 ``run`` skips runs already recorded (so an interrupted grid resumes), then writes the report.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import ROOT, git_state, machine_info, utc_now
+from benchmarks.suite import multi_objective
 from benchmarks.suite.ablation import ablation
 from benchmarks.suite.check import harness_check
 from benchmarks.suite.compare import IGNORED, compare_grids
@@ -80,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
     abl.add_argument("--baseline", type=Path, default=FULL_DIR,
                      help="the committed grid (default: benchmarks/results/suite)")
     abl.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
+    multi_objective.add_arguments(sub.add_parser(
+        "mo", help="two-objective NAS tables: NARS against NSGA-II, TPE and random, hypervolume"))
     return parser
 
 
@@ -223,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _compare(args.before, args.after)
     if args.command == "ablation":
         return _ablation(args)
+    if args.command == "mo":
+        return multi_objective.run(args, args.argv[1:])
     out = args.out or (QUICK_DIR if args.quick else FULL_DIR)
     if args.command == "check":
         rows = _check(out, args.quick, args.seeds)

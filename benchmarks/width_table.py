@@ -5,8 +5,9 @@ NATS-Bench's size space (Dong et al. 2021) is a 5-layer CNN whose layers each ta
 channel counts {8, 16, ..., 64}; LayerNAS's paper searches it for the best model under 50% of
 the largest model's FLOPs. Its table is not available offline, so this script builds a table of
 the same shape from real training: all 8^5 = 32,768 MLPs ``64 -> w1 -> ... -> w5 -> 10`` (ReLU)
-with ``w_i`` in {4, 8, ..., 32} (half NATS-Bench's widths, to keep generation to minutes), each trained with a fixed recipe under ``--seeds`` training
-seeds, recording the validation accuracy of each run and the exact FLOPs and parameter counts.
+with ``w_i`` in {4, 8, ..., 32} (half NATS-Bench's widths, to keep generation to minutes),
+each trained with a fixed recipe under ``--seeds`` training seeds, recording the validation
+accuracy of each run and the exact FLOPs and parameter counts.
 
 Many models train at once: a chunk of models is one batched network of the largest width whose
 weights are ``(models, in, out)`` tensors (``torch.baddbmm``), with a 0/1 mask per model and

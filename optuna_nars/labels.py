@@ -3,6 +3,8 @@
 FBNetV3 labels every candidate after the same amount of training. When an
 :class:`~optuna_nars.pruner.EarlyStoppingPruner` has fixed a *label step*, a trial's label is its
 intermediate value at that step; before that (or without the pruner), a COMPLETE trial's value.
+In a multi-objective study the label is one objective's value (``objective``) of a COMPLETE
+trial: Optuna does not prune multi-objective trials, so there is no label step.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def get_label_step(study: Study) -> int | None:
     return None if value is None else int(value)
 
 
-def trial_labels(study: Study, trials: Iterable[FrozenTrial] | None = None) -> dict[int, float]:
+def trial_labels(
+    study: Study, trials: Iterable[FrozenTrial] | None = None, objective: int | None = None
+) -> dict[int, float]:
     """Map trial number to label value, measured at one step for every trial.
 
     With a label step stored (see :func:`get_label_step`), a COMPLETE or PRUNED trial that
@@ -63,13 +67,18 @@ def trial_labels(study: Study, trials: Iterable[FrozenTrial] | None = None) -> d
         study: A single-objective study.
         trials: Trials to label (any states; others are skipped). Defaults to all the study's
             trials.
+        objective: In a multi-objective study, the index of the objective to label with
+            (COMPLETE trials' ``values[objective]``); ``None`` for a single-objective study.
 
     Returns:
         ``{trial.number: label}``.
 
     Raises:
-        ValueError: If ``study`` is multi-objective.
+        ValueError: If ``study`` is multi-objective and no ``objective`` is given (or it is out
+            of range).
     """
+    if objective is not None:
+        return _objective_labels(study, trials, objective)
     check_single_objective(study)
     label_step = get_label_step(study)
     if trials is None:
@@ -84,3 +93,20 @@ def trial_labels(study: Study, trials: Iterable[FrozenTrial] | None = None) -> d
             if value is not None and not math.isnan(value):
                 labels[t.number] = float(value)
     return labels
+
+
+def _objective_labels(
+    study: Study, trials: Iterable[FrozenTrial] | None, objective: int
+) -> dict[int, float]:
+    if not 0 <= objective < len(study.directions):
+        raise ValueError(
+            f"objective={objective} is out of range for a study with "
+            f"{len(study.directions)} objective(s)."
+        )
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return {
+        t.number: float(t.values[objective])
+        for t in trials
+        if t.state == TrialState.COMPLETE and t.values is not None
+    }

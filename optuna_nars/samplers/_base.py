@@ -5,7 +5,8 @@
 :class:`~optuna_nars.samplers._context.SpaceContext` per space, the study read as rows, the
 claim written to the running trial *before* it is returned (so that concurrent workers skip it
 and a fresh process continues where the study stands), the check for a rival claim, the
-independent-sampling fallback, pickling, and the refusal of multi-objective studies.
+independent-sampling fallback, pickling, and the refusal of the studies a strategy cannot serve
+(multi-objective ones unless the subclass overrides :meth:`BaseNASSampler._check_study`).
 
 A subclass supplies :meth:`BaseNASSampler._propose` (a :class:`Claim` for a trial, given the
 context and the study's rows) and, for per-space state, a context subclass
@@ -174,12 +175,24 @@ class BaseNASSampler(BaseSampler):
         # fallback sampler's stream is reseeded.
         self._independent_sampler.reseed_rng()
 
+    def _check_study(self, study: Study) -> None:
+        """Raise a clear ``ValueError`` for a study the sampler cannot serve (by default a
+        multi-objective one); :meth:`_serves` asks the same without raising."""
+        self._raise_error_if_multi_objective(study)
+
+    def _serves(self, study: Study) -> bool:
+        try:
+            self._check_study(study)
+        except ValueError:
+            return False
+        return True
+
     # ---- the search space ------------------------------------------------------------------
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        self._raise_error_if_multi_objective(study)
+        self._check_study(study)
         return self._relative_space(study)
 
     def _relative_space(self, study: Study) -> dict[str, BaseDistribution]:
@@ -249,7 +262,7 @@ class BaseNASSampler(BaseSampler):
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        self._raise_error_if_multi_objective(study)
+        self._check_study(study)
         if not search_space:
             return {}
         ctx = self._context(search_space)
@@ -332,7 +345,7 @@ class BaseNASSampler(BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        self._raise_error_if_multi_objective(study)
+        self._check_study(study)
         if self._warn_independent_sampling and trial.number > 0:
             _logger.warning(
                 _INDEPENDENT_SAMPLING_WARNING_TEMPLATE.format(
@@ -350,7 +363,7 @@ class BaseNASSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._independent_sampler.before_trial(study, trial)
         fixed = trial.system_attrs.get("fixed_params")
-        if fixed and not study._is_multi_objective():
+        if fixed and self._serves(study):
             self._claim_fixed(study, trial, fixed)
 
     def _claim_fixed(self, study: Study, trial: FrozenTrial, fixed: Mapping[str, Any]) -> None:
@@ -392,7 +405,7 @@ class BaseNASSampler(BaseSampler):
         already: for a trial that ran before its space was known (the first of an inferred
         space), or whose parameters did not come from a claim. Optuna calls
         :meth:`after_trial` before it sets the trial's final state."""
-        if not self._constraints or study._is_multi_objective():
+        if not self._constraints or not self._serves(study):
             return
         search_space = self._relative_space(study) or {
             name: dist for name, dist in trial.distributions.items() if not dist.single()

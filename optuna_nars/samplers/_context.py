@@ -114,10 +114,11 @@ def row_key(row: np.ndarray) -> RowKey:
     return tuple(float(x) for x in row)
 
 
-def direction_sign(study: Study) -> float:
-    """``1`` when the study maximises, ``-1`` when it minimises: labels times the sign are
-    always to be maximised."""
-    return 1.0 if study.direction == StudyDirection.MAXIMIZE else -1.0
+def direction_sign(study: Study, objective: int | None = None) -> float:
+    """``1`` when the study maximises (objective ``objective`` of a multi-objective study),
+    ``-1`` when it minimises: labels times the sign are always to be maximised."""
+    direction = study.direction if objective is None else study.directions[objective]
+    return 1.0 if direction == StudyDirection.MAXIMIZE else -1.0
 
 
 def trial_row(trial: FrozenTrial, ctx: SpaceContext) -> np.ndarray | None:
@@ -180,11 +181,13 @@ def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows
     return StudyRows(rows, claimed, trials)
 
 
-def labelled_rows(study: Study, rows: StudyRows) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """``(numbers, x, y)``: the labelled trials by number, their rows and their labels, signed
-    so that larger is better."""
-    sign = direction_sign(study)
-    labels = trial_labels(study, rows.trials)
+def labelled_rows(
+    study: Study, rows: StudyRows, objective: int | None = None
+) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """``(numbers, x, y)``: the labelled trials by number, their rows and their labels (of
+    objective ``objective`` in a multi-objective study), signed so that larger is better."""
+    sign = direction_sign(study, objective)
+    labels = trial_labels(study, rows.trials, objective)
     numbers = sorted(n for n, y in labels.items() if n in rows.rows and math.isfinite(y))
     width = len(next(iter(rows.rows.values()))) if rows.rows else 0
     x = np.array([rows.rows[n] for n in numbers], dtype=float).reshape(len(numbers), width)

@@ -232,9 +232,11 @@ class ClassificationObjective:
             trial.report(accuracy, epoch)
             return trial.should_prune()
 
+        # Optuna refuses intermediate values (and pruning) in multi-objective studies.
+        multi = len(trial.study.directions) > 1
         result = train_candidate(
             candidate, data, epochs=self.epochs, batch_size=self.batch_size,
-            device=self.device, seed=self.seed + trial.number, report=report,
+            device=self.device, seed=self.seed + trial.number, report=None if multi else report,
         )
         trial.set_user_attr("seconds_per_epoch", result.seconds_per_epoch)
         trial.set_user_attr("images_per_second", result.images_per_second)

@@ -58,12 +58,13 @@ _SETTLE_SECONDS = 0.2
 
 
 def fit_set(
-    study: Study, rows: StudyRows, batch_size: int, minimum: int
+    study: Study, rows: StudyRows, batch_size: int, minimum: int, objective: int | None = None
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
     """``(numbers, x, y)`` of the fit: the first :func:`refit_size` labelled trials in order of
     completion (then number), listed by trial number (the order the fit sees them in); none
-    with fewer than ``minimum`` labels."""
-    numbers, x, y = labelled_rows(study, rows)
+    with fewer than ``minimum`` labels. ``objective``: the learned objective of a
+    multi-objective study (:func:`~optuna_nars.samplers._context.labelled_rows`)."""
+    numbers, x, y = labelled_rows(study, rows, objective)
     if len(numbers) < minimum:
         return [], x[:0], y[:0]
     finished = {t.number: t.datetime_complete for t in rows.trials}

@@ -18,6 +18,8 @@ grows where the labels say little, and stages 2 and 3 propose by expected improv
 best label (``acquisition``, ``_acquisition``): that keeps the predictor from chasing its own
 extrapolation without the trust-region alternation (``trust_region``, still available); see
 ``benchmarks/RESULTS.md`` for what each change did.
+In a multi-objective study (``objective_metrics``), stages 2 and 3 propose by predicted
+hypervolume improvement (``_pareto``).
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
 trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
@@ -48,12 +50,8 @@ from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
-from optuna_nars.samplers._context import (
-    RowKey,
-    SpaceContext,
-    StudyRows,
-    direction_sign,
-)
+from optuna_nars.samplers._context import RowKey, SpaceContext, StudyRows, direction_sign
+from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._acquisition import ACQUISITIONS, Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
@@ -95,6 +93,7 @@ class _NARSContext(SpaceContext):
     fits: dict[str, Fit] = field(default_factory=dict)
     ranked: dict[str, Ranked] = field(default_factory=dict)
     complete: dict[str, Ranked] = field(default_factory=dict)
+    pareto: _pareto.ParetoCache | None = None  # with objective_metrics (multi-objective)
 
 
 class NARSSampler(BaseNASSampler):
@@ -134,6 +133,10 @@ class NARSSampler(BaseNASSampler):
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, ...), used as configured. Default:
             ``NARSPredictor(bootstrap=True)``, whose spread the expected improvement needs.
+        objective_metrics: For a multi-objective study, per objective: ``None`` for the one the
+            predictor learns, else the free metric it equals (``"flops"``, ``"params"``, a
+            ``proxy_metrics`` output), computed exactly; e.g. ``[None, "flops"]`` for
+            ``directions=["maximize", "minimize"]``. See :mod:`~optuna_nars.samplers.nars._pareto`.
         seed: Seed for the pool, the predictor and the genetic search.
         independent_sampler: Sampler for parameters outside the relative space (default:
             :class:`~optuna.samplers.RandomSampler`).
@@ -163,6 +166,7 @@ class NARSSampler(BaseNASSampler):
         trust_region: float = 0.0,
         acquisition: str = "ei",
         predictor: NARSPredictor | None = None,
+        objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
@@ -190,6 +194,8 @@ class NARSSampler(BaseNASSampler):
                              f"Got {acquisition!r}. Use e.g. acquisition='ei'.")
         self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor(bootstrap=True)
+        self._objective_metrics = _pareto.check_objective_metrics(
+            objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
 
     @property
@@ -223,6 +229,12 @@ class NARSSampler(BaseNASSampler):
                 infeasible_message(ctx.constraint_names, ctx.violations(pool), constraints)
             )
         ctx.pool = pool[feasible]
+        if self._objective_metrics is not None:
+            ctx.pareto = _pareto.ParetoCache(
+                _pareto.pool_metrics(ctx, self._objective_metrics, ctx.pool))
+
+    def _check_study(self, study: Study) -> None:
+        _pareto.check_study(self._objective_metrics, study)
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
@@ -247,6 +259,8 @@ class NARSSampler(BaseNASSampler):
                 "predictor": self._predictor_template.get_params(),
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
+            if self._objective_metrics is not None:  # single-objective digests unchanged
+                settings["objective_metrics"] = self._objective_metrics
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
@@ -331,6 +345,11 @@ class NARSSampler(BaseNASSampler):
     ) -> Claim:
         ctx = cast(_NARSContext, ctx)
         stage = self.plan.stage(trial.number)
+        if study._is_multi_objective():
+            claim = _pareto.propose_pareto(self, study, trial, ctx, rows)
+            if claim is not None:
+                return claim
+            stage = Stage.QMC  # the warm start's pool order, then its fallbacks
         fit: Ranked | None = None
         quality = None
         rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
@@ -351,7 +370,7 @@ class NARSSampler(BaseNASSampler):
                 # Too few distinct labels to fit yet, or another worker makes the first fit.
                 stage = Stage.QMC
         rankings.append((ctx.pool, None, None))
-        sign = direction_sign(study)
+        sign = direction_sign(study) if fit is not None else 1.0
         for values, mean, std in rankings:
             i = rows.pick(values)
             if i is not None:
