@@ -124,3 +124,37 @@ def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
     assert len(set(keys)) == len(keys), "two workers evaluated the same candidate"
     assert len(refits) >= 3  # several label sets were fitted ...
     assert sum(refits.values()) < n_workers * len(refits)  # ... not each by every worker
+
+
+# A hand-made study (minimised): trials 2-11 proposed with predictions 0..9 and measured with one
+# pair swapped; trials 0 and 1 without a prediction (warm start).
+_VALUES = [50.0, -50.0, 0, 1, 2, 3, 4, 5, 6, 7, 9, 8]
+_PREDICTED = [None, None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(("n_predicted", "method"), [(10, "prequential"),
+                                                      (9, "cross-validated")])
+def test_the_fit_reports_the_prequential_tau_of_its_trials(n_predicted: int, method: str) -> None:
+    space = SearchSpace.tiny()
+    keep = set(range(12 - n_predicted, 12))
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        if trial.number < 12:
+            if trial.number in keep:
+                trial.set_user_attr("nars:predicted", _PREDICTED[trial.number])
+            return _VALUES[trial.number]
+        return 0.0
+
+    # The first refit comes at 12 labels and takes all of them (refit_size(12, 12) == 12).
+    sampler = fast_sampler(search_space=space, n_startup_trials=12, batch_size=12)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=13)
+    assert study.trials[12].user_attrs["nars:stage"] == "predictor"
+    assert _refits(sampler) == {12: 1}
+    quality = study._storage.get_study_system_attrs(study._study_id)["nars:predictor"]
+    assert quality["n_labels"] == 12
+    assert quality["kendall_tau_method"] == method
+    if method == "prequential":
+        # Predictions and values on the objective's scale, one discordant pair of 10.
+        assert quality["kendall_tau"] == pytest.approx(43 / 45)

@@ -7,12 +7,13 @@ appended to that order rather than inserted: the set of a given K does not chang
 worker's feet (ordering by trial number did, and forced refits at the same label count).
 
 **The key.** A fit is named by a digest of what it was fitted on (:func:`fit_digest`): the
-sampler's settings, its pool (the space, the constraints and the seed) and the fit set's rows and
-label values. A changed label step, another study or other settings give another digest, so a
-fit is never reused for labels it was not fitted on.
+sampler's settings, its pool (the space, the constraints and the seed) and the fit set's rows,
+label values and recorded predictions (:func:`recorded_predictions`, from which the fit's
+prequential Kendall tau is computed). A changed label step, another study or other settings
+give another digest, so a fit is never reused for labels it was not fitted on.
 
 **Sharing.** What a fit produces, a :class:`~optuna_nars.samplers.nars._ranked.Ranked` (top
-candidates with their predictions, the cross-validated Kendall tau: small JSON, no weights, no
+candidates with their predictions, the Kendall tau: small JSON, no weights, no
 pickle), goes to one slot of the study's system attributes (:data:`SHARED_FIT_KEY`, chunked,
 overwritten per label set: bounded, and Optuna cannot delete attributes). :func:`obtain` reads it
 when it is the fit a worker needs; otherwise the worker takes a lease
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -39,15 +41,18 @@ from optuna.storages import InMemoryStorage
 from optuna.study import Study
 
 import optuna_nars
-from optuna_nars._keys import SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
+from optuna_nars._keys import PREDICTED_KEY, SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
 from optuna_nars._storage import get_chunked, set_study_chunked
+from optuna_nars._validation import finite_number
 from optuna_nars.predictor.pretraining import fingerprint
-from optuna_nars.samplers._context import StudyRows, labelled_rows
+from optuna_nars.samplers._context import StudyRows, direction_sign, labelled_rows
 from optuna_nars.samplers.nars._ranked import FORMAT, Ranked, decode, encode
 from optuna_nars.samplers.nars._schedule import refit_size
 from optuna_nars.space import ParamSpace
 
-__all__ = ["LEASE_SECONDS", "base_digest", "fit_digest", "fit_set", "obtain"]
+__all__ = [
+    "LEASE_SECONDS", "base_digest", "fit_digest", "fit_set", "obtain", "recorded_predictions",
+]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
@@ -77,6 +82,16 @@ def fit_set(
     return [numbers[i] for i in chosen], x[chosen], y[chosen]
 
 
+def recorded_predictions(study: Study, rows: StudyRows, numbers: list[int]) -> np.ndarray:
+    """The prediction each of trials ``numbers`` was proposed with (the ``nars:predicted``
+    trial attribute, written before the trial ran), signed as the labels are (larger is
+    better); NaN for a trial proposed without one (warm start, enqueued)."""
+    sign = direction_sign(study)
+    by_number = {t.number: t.user_attrs.get(PREDICTED_KEY) for t in rows.trials}
+    values = [finite_number(by_number.get(n)) for n in numbers]
+    return np.array([math.nan if v is None else sign * v for v in values], dtype=float)
+
+
 def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndarray) -> str:
     """A digest of what a sampler's fits depend on besides the labels: its ``settings`` (JSON
     values), the space's parameters and parts, and the pool (the space, the constraints and the
@@ -87,9 +102,13 @@ def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndar
     return _digest(text, fingerprint(pool))
 
 
-def fit_digest(base: str, x: np.ndarray, y: np.ndarray) -> str:
-    """The name of the fit on rows ``x`` labelled ``y`` under ``base``."""
-    return _digest(base, fingerprint(x, y))
+def fit_digest(base: str, x: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None
+               ) -> str:
+    """The name of the fit on rows ``x`` labelled ``y`` (proposed with the recorded
+    ``predicted`` values) under ``base``."""
+    if predicted is None:
+        return _digest(base, fingerprint(x, y))
+    return _digest(base, fingerprint(x, y, predicted))
 
 
 def _digest(*parts: str) -> str:
