@@ -14,6 +14,9 @@ Study system attributes (shared by all workers of a study):
 * :data:`SHARED_FIT_KEY`: NARSSampler's latest ranked fit, chunked: one slot, overwritten per
   label set (:mod:`optuna_nars.samplers.nars._shared_fit`); :data:`SHARED_FIT_LEASE_KEY`: which
   worker is fitting which label set, and until when.
+* :data:`SHARED_ENCODER_PREFIX` + a digest: NARSSampler's pretrained encoder, chunked, one slot
+  per what it was pretrained on (:mod:`optuna_nars.samplers.nars._shared_encoder`);
+  :data:`SHARED_ENCODER_LEASE_KEY`: which worker is pretraining which, and until when.
 
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
@@ -37,6 +40,8 @@ SETTINGS_KEY = "nars:search"
 INTERRUPTED_PREFIX = "nars:interrupted:"
 SHARED_FIT_KEY = "nars:fit"
 SHARED_FIT_LEASE_KEY = "nars:fit_lease"
+SHARED_ENCODER_PREFIX = "nars:encoder:"
+SHARED_ENCODER_LEASE_KEY = "nars:encoder_lease"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"

@@ -8,14 +8,18 @@ measures how far a candidate lies from the measured ones (for the trust region).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import norm, rankdata
 
 from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
+from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
+from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
 
 __all__ = [
@@ -23,6 +27,7 @@ __all__ = [
     "PREQUENTIAL_WINDOW",
     "Fit",
     "Ranking",
+    "ShareEncoder",
     "fit_predictor",
     "normal_scores",
     "pretrain_predictor",
@@ -96,26 +101,44 @@ def normal_scores(y: np.ndarray) -> np.ndarray:
     return norm.ppf((rankdata(y) - 0.5) / len(y))
 
 
+# How a sampler shares encoders: (digest, dimensions, pretrain) -> (encoder, pretrained here).
+ShareEncoder = Callable[[str, dict[str, int], Callable[[], PretrainedEncoder]],
+                        tuple[PretrainedEncoder, bool]]
+
+
 def pretrain_predictor(
     template: NARSPredictor,
     param_space: ParamSpace,
     metrics: Metrics | None,
     n_pretrain: int,
     seed: int,
-) -> NARSPredictor:
-    """A copy of ``template`` whose encoder learned ``metrics`` (log-scaled when positive) of
-    ``n_pretrain`` random architectures: free labels. Without metrics, or without
-    architecture parameters (a recipe-only search: nothing to pretrain on), just the copy."""
+    share: ShareEncoder | None = None,
+) -> tuple[NARSPredictor, bool]:
+    """``(predictor, built_here)``: a copy of ``template`` whose encoder learned ``metrics``
+    (log-scaled when positive) of ``n_pretrain`` random architectures: free labels. Without
+    metrics, or without architecture parameters (a recipe-only search: nothing to pretrain on),
+    just the copy. With ``share`` (see :mod:`._shared_encoder`), the encoder comes from there
+    when another worker pretrained it already (``built_here`` is then ``False``)."""
     predictor = template.clone(seed=seed)
     has_architecture = len(param_space.part_columns("architecture")) > 0
-    if metrics is not None and n_pretrain > 0 and has_architecture:
-        sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
-        m = metrics(sample)
-        proxy = np.column_stack(
-            [np.log(np.maximum(v, 1e-12)) if (v > 0).all() else v for v in m.values()]
-        )
-        predictor.pretrain(param_space.encode(sample, "architecture"), proxy)
-    return predictor
+    if metrics is None or n_pretrain == 0 or not has_architecture:
+        return predictor, True
+    sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
+    m = metrics(sample)
+    proxy = np.column_stack(
+        [np.log(np.maximum(v, 1e-12)) if (v > 0).all() else v for v in m.values()]
+    )
+    arch_x = param_space.encode(sample, "architecture")
+    if share is None:
+        return predictor.pretrain(arch_x, proxy), True
+    dims = {"arch_dim": arch_x.shape[1], "n_proxy": proxy.shape[1],
+            "hidden": predictor.hidden, "embedding_dim": predictor.embedding_dim}
+
+    def pretrain() -> PretrainedEncoder:
+        return cast(PretrainedEncoder, predictor.clone().pretrain(arch_x, proxy).pretrained_)
+
+    predictor.pretrained_, here = share(encoder_digest(predictor, arch_x, proxy), dims, pretrain)
+    return predictor, here
 
 
 def fit_predictor(

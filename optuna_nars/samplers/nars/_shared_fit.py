@@ -30,14 +30,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import InMemoryStorage
 from optuna.study import Study
 
 import optuna_nars
@@ -46,6 +44,7 @@ from optuna_nars._storage import get_chunked, set_study_chunked
 from optuna_nars._validation import finite_number
 from optuna_nars.predictor.pretraining import fingerprint
 from optuna_nars.samplers._context import StudyRows, direction_sign, labelled_rows
+from optuna_nars.samplers.nars._lease import end_lease, held_by_other, read_lease, take_lease
 from optuna_nars.samplers.nars._ranked import FORMAT, Ranked, decode, encode
 from optuna_nars.samplers.nars._schedule import refit_size
 from optuna_nars.space import ParamSpace
@@ -57,9 +56,6 @@ __all__ = [
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
 LEASE_SECONDS = 120.0  # how long others leave a label set to a worker fitting it (or dead)
-# After taking the lease, a worker reads it back this much later: of workers that took it at
-# once, only the last writer fits, the others find its lease and use its fit.
-_SETTLE_SECONDS = 0.2
 
 
 def fit_set(
@@ -135,24 +131,10 @@ def _published(attrs: dict[str, Any], pool: np.ndarray, base: str) -> Ranked | N
     return ranked
 
 
-def _lease(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    value = attrs.get(SHARED_FIT_LEASE_KEY)
-    if (isinstance(value, dict) and isinstance(value.get("digest"), str)
-            and isinstance(value.get("owner"), str)
-            and isinstance(value.get("until"), (int, float))):
-        return value
-    return None
-
-
 def _held_by_other(lease: dict[str, Any] | None, digest: str, evolve: bool, owner: str) -> bool:
     """Whether ``lease`` says another worker is fitting what ``digest`` / ``evolve`` needs."""
-    return (
-        lease is not None
-        and lease["digest"] == digest
-        and lease["owner"] != owner
-        and (bool(lease.get("evolve")) or not evolve)
-        and lease["until"] > time.time()
-    )
+    return held_by_other(lease, digest, owner) and (bool(lease and lease.get("evolve"))
+                                                    or not evolve)
 
 
 class _Board:
@@ -166,30 +148,17 @@ class _Board:
     def read(self) -> _Board:
         attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
         self.published = _published(attrs, self.pool, self.base)
-        self.lease = _lease(attrs)
+        self.lease = read_lease(attrs, SHARED_FIT_LEASE_KEY)
         return self
 
     def has(self, digest: str, evolve: bool) -> bool:
         return (self.published is not None and self.published.digest == digest
                 and self.published.covers(evolve))
 
-    def lease_to(self, owner: str, digest: str, evolve: bool) -> None:
-        lease = {"digest": digest, "evolve": evolve, "owner": owner,
-                 "until": time.time() + LEASE_SECONDS}
-        self.study._storage.set_study_system_attr(self.study._study_id, SHARED_FIT_LEASE_KEY, lease)
-
     def publish(self, ranked: Ranked) -> None:
         """Overwrite the study's slot with ``ranked``."""
         storage, study_id = self.study._storage, self.study._study_id
         set_study_chunked(storage, study_id, SHARED_FIT_KEY, encode(ranked))
-
-    def release(self, owner: str) -> None:
-        """End ``owner``'s lease (unless another worker has taken it since)."""
-        lease = self.read().lease
-        if lease is not None and lease["owner"] == owner:
-            self.study._storage.set_study_system_attr(
-                self.study._study_id, SHARED_FIT_LEASE_KEY, {**lease, "until": 0}
-            )
 
 
 def obtain(
@@ -209,25 +178,23 @@ def obtain(
     lease.
     """
     board = _Board(study, pool, base)
-    in_process = isinstance(study._storage, InMemoryStorage)
     while True:
         board.read()
         if board.has(digest, evolve):
             return board.published
-        if not _held_by_other(board.lease, digest, evolve, owner):
-            board.lease_to(owner, digest, evolve)
-            if not in_process:  # one process has no one else to settle with
-                time.sleep(_SETTLE_SECONDS)
-            if not _held_by_other(board.read().lease, digest, evolve, owner):
-                break
-            continue  # another worker took it at the same moment: it fits
-        return board.published  # the latest available fit while another worker fits this one
+        if _held_by_other(board.lease, digest, evolve, owner):
+            return board.published  # the latest available fit while another worker fits this
+        lease = take_lease(study, SHARED_FIT_LEASE_KEY, owner, digest, LEASE_SECONDS,
+                           evolve=evolve)
+        if not _held_by_other(lease, digest, evolve, owner):
+            break
+        # Another worker took it at the same moment: it fits (read again to see its lease).
     try:
-        if board.has(digest, evolve):  # published since it was read above
+        if board.read().has(digest, evolve):  # published since it was read above
             return board.published
         ranked = compute()
         board.publish(ranked)
     finally:
         # Published, or failed: either way nobody need wait for this worker any more.
-        board.release(owner)
+        end_lease(study, SHARED_FIT_LEASE_KEY, owner)
     return ranked

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
@@ -42,6 +42,7 @@ from optuna.trial import FrozenTrial
 from optuna_nars._keys import Stage
 from optuna_nars._validation import check_int, check_real
 from optuna_nars.predictor import NARSPredictor
+from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
@@ -56,6 +57,7 @@ from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretra
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
+from optuna_nars.samplers.nars._shared_encoder import obtain_encoder
 from optuna_nars.samplers.nars._shared_fit import (
     base_digest,
     fit_digest,
@@ -75,10 +77,11 @@ class Timing:
     """One timed step of a :class:`NARSSampler`'s work (see :attr:`NARSSampler.timings`).
 
     ``step`` is ``"pretrain"`` (building the pretrained predictor: the encoder's pretraining on
-    the free metrics), ``"refit"`` (fitting the predictor on ``n_labels`` labels, predicting the
-    pool and its Kendall tau, cross-validated only before the free prequential one is available;
-    pretraining excluded) or ``"genetic_search"`` (the genetic search
-    over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for pretraining.
+    the free metrics), ``"shared_encoder"`` (building it from the encoder another worker
+    pretrained and published to the study), ``"refit"`` (fitting the predictor on ``n_labels``
+    labels, predicting the pool and its Kendall tau, cross-validated only before the free
+    prequential one is available; pretraining excluded) or ``"genetic_search"`` (the genetic
+    search over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for the first two.
     """
 
     step: str
@@ -212,15 +215,23 @@ class NARSSampler(BaseNASSampler):
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
-    def _pretrained(self, ctx: _NARSContext) -> NARSPredictor:
+    def _pretrained(self, ctx: _NARSContext, study: Study) -> NARSPredictor:
+        """The pretrained predictor of ``ctx``: its encoder pretrained once per study among all
+        workers (:mod:`~optuna_nars.samplers.nars._shared_encoder`)."""
         with self._lock:
             if ctx.pretrained is None:
                 start = time.perf_counter()
-                ctx.pretrained = pretrain_predictor(
+
+                def share(digest: str, dims: dict[str, int],
+                          pretrain: Callable[[], PretrainedEncoder]
+                          ) -> tuple[PretrainedEncoder, bool]:
+                    return obtain_encoder(study, digest, dims, ctx.owner, pretrain)
+
+                ctx.pretrained, here = pretrain_predictor(
                     self._predictor_template, ctx.param_space, ctx.metrics, self._n_pretrain,
-                    self._seed,
+                    self._seed, share,
                 )
-                self._timed("pretrain", 0, start)
+                self._timed("pretrain" if here else "shared_encoder", 0, start)
             return ctx.pretrained
 
     def _base(self, ctx: _NARSContext) -> str:
@@ -235,8 +246,8 @@ class NARSSampler(BaseNASSampler):
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
-    def _fit(self, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
-             predicted: np.ndarray | None = None) -> Fit:
+    def _fit(self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray,
+             y: np.ndarray, predicted: np.ndarray | None = None) -> Fit:
         """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``, proposed
         with the ``predicted`` values: :func:`recorded_predictions`), cached by what it was
         fitted on."""
@@ -244,7 +255,7 @@ class NARSSampler(BaseNASSampler):
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
-                pretrained = self._pretrained(ctx)
+                pretrained = self._pretrained(ctx, study)
                 start = time.perf_counter()
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
@@ -270,7 +281,7 @@ class NARSSampler(BaseNASSampler):
         evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
 
         def compute(shared: bool) -> Ranked:
-            fit = self._fit(ctx, numbers, x, y, predicted)
+            fit = self._fit(study, ctx, numbers, x, y, predicted)
             evolved = {}
             scores = {}
             for trust in sorted({0.0, self._trust_region}):  # every trust_weight
