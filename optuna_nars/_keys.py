@@ -6,7 +6,8 @@ Study system attributes (shared by all workers of a study):
 * :data:`LABEL_CORRELATION_KEY`: ``{str(step): correlation or None}`` of the last calibration.
 * :data:`LABEL_THRESHOLD_KEY`: the correlation threshold the label step was chosen with.
 * :data:`CALIBRATION_INFO_KEY`: the pruner's complete calibration record (a ``dict``).
-* :data:`PREDICTOR_QUALITY_KEY`: labels used and cross-validated Kendall tau of the latest refit.
+* :data:`PREDICTOR_QUALITY_KEY`: labels used, Kendall tau of the latest refit and how it was
+  measured (prequential, or cross-validated before enough predicted trials finished).
 * :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
 * :data:`INTERRUPTED_PREFIX` + a trial number: why that trial was failed as interrupted, for
