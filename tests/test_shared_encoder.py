@@ -9,7 +9,6 @@ import io
 import json
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import optuna
@@ -19,8 +18,8 @@ from optuna_nars import SearchSpace
 from optuna_nars.samplers import NARSSampler
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_distributed import WORKER, journal_storage  # noqa: E402
 from test_sampler import fast_sampler, synthetic_objective  # noqa: E402
+from test_shared_fit import worker_script  # noqa: E402
 
 # Appended to test_distributed's worker script: the steps this process timed.
 REPORT = "import json\nprint(json.dumps([t.step for t in study.sampler.timings]))\n"
@@ -37,12 +36,7 @@ def _slots(study: optuna.Study) -> dict[str, object]:
 
 
 def test_worker_processes_pretrain_the_encoder_once(tmp_path: Path) -> None:
-    code, storage = journal_storage(tmp_path / "journal.log")
-    name = f"encoder-{uuid.uuid4().hex[:8]}"
-    optuna.create_study(study_name=name, storage=storage, direction="maximize")
-    script = tmp_path / "worker.py"
-    script.write_text(code + WORKER.format(tests=str(Path(__file__).parent), name=name,
-                                           n_trials=6) + REPORT)
+    script, name, storage = worker_script(tmp_path, 6, REPORT)
     steps = []
     for _ in range(2):  # one after the other: the second finds the first one's encoder
         done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

@@ -101,13 +101,21 @@ REPORT = (
 )
 
 
-def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
+def worker_script(tmp_path: Path, n_trials: int, report: str
+                  ) -> tuple[Path, str, optuna.storages.BaseStorage]:
+    """``(script, study name, storage)``: a new study on a journal file, and the script of a
+    worker process running ``n_trials`` of it then printing what ``report`` prints."""
     code, storage = journal_storage(tmp_path / "journal.log")
     name = f"shared-{uuid.uuid4().hex[:8]}"
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
     script = tmp_path / "worker.py"
     script.write_text(code + WORKER.format(tests=str(Path(__file__).parent), name=name,
-                                           n_trials=8) + REPORT)
+                                           n_trials=n_trials) + report)
+    return script, name, storage
+
+
+def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
+    script, name, storage = worker_script(tmp_path, 8, REPORT)
     n_workers = 3
     procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(n_workers)]
