@@ -20,7 +20,8 @@ acquisition is penalised by the distance to the nearest measured pair (``trust_r
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
 trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
 and shared through the study: the first worker to need it fits it and publishes its rankings,
-the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`). Claims, the relative
+the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`); the pretrained encoder
+likewise, once per study (:mod:`~optuna_nars.samplers.nars._shared_encoder`). Claims, the relative
 search space and the constraints are the base sampler's (:mod:`optuna_nars.samplers._base`).
 """
 
