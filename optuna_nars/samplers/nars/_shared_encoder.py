@@ -47,7 +47,7 @@ __all__ = ["LEASE_SECONDS", "encoder_digest", "obtain_encoder"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
-LEASE_SECONDS = 120.0  # how long others wait for a worker pretraining (or dead)
+LEASE_SECONDS = 60.0  # how long others wait for a worker pretraining (seconds), or dead
 _POLL_SECONDS = 0.25
 
 
