@@ -9,11 +9,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
 from optuna_nars import SearchSpace
 from optuna_nars.samplers import NARSSampler
+from optuna_nars.samplers.nars._shared_fit import fit_digest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed import WORKER, journal_storage  # noqa: E402
@@ -166,3 +168,18 @@ def test_the_fit_reports_the_prequential_tau_of_its_trials(n_predicted: int, met
     if method == "prequential":
         # Predictions and values on the objective's scale, one discordant pair of 10.
         assert quality["kendall_tau"] == pytest.approx(43 / 45)
+
+
+def test_a_fit_is_named_by_its_rows_labels_and_recorded_predictions() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 3)), rng.random(6)
+    predicted = np.array([np.nan, np.nan, 0.1, 0.2, 0.3, 0.4])
+    name = fit_digest("base", x, y, predicted)
+    assert name == fit_digest("base", x.copy(), y.copy(), predicted.copy())
+    others = [
+        fit_digest("other base", x, y, predicted),
+        fit_digest("base", x, y[::-1], predicted),
+        fit_digest("base", x, y, predicted[::-1]),  # other predictions: another prequential tau
+        fit_digest("base", x, y),
+    ]
+    assert name not in others and len(set(others)) == len(others)
