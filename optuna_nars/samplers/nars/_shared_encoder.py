@@ -98,7 +98,7 @@ def _published(study: Study, key: str, dims: dict[str, int]
 
 
 def obtain_encoder(
-    study: Study, digest: str, dims: dict[str, int], owner: str,
+    study: Study, owner: str, digest: str, dims: dict[str, int],
     compute: Callable[[], PretrainedEncoder],
 ) -> tuple[PretrainedEncoder, bool]:
     """``(encoder, pretrained_here)``: the encoder ``digest`` of dimensions ``dims``

@@ -27,9 +27,10 @@ search space and the constraints are the base sampler's (:mod:`optuna_nars.sampl
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
@@ -43,7 +44,6 @@ from optuna.trial import FrozenTrial
 from optuna_nars._keys import Stage
 from optuna_nars._validation import check_int, check_real
 from optuna_nars.predictor import NARSPredictor
-from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
@@ -222,15 +222,9 @@ class NARSSampler(BaseNASSampler):
         with self._lock:
             if ctx.pretrained is None:
                 start = time.perf_counter()
-
-                def share(digest: str, dims: dict[str, int],
-                          pretrain: Callable[[], PretrainedEncoder]
-                          ) -> tuple[PretrainedEncoder, bool]:
-                    return obtain_encoder(study, digest, dims, ctx.owner, pretrain)
-
                 ctx.pretrained, here = pretrain_predictor(
                     self._predictor_template, ctx.param_space, ctx.metrics, self._n_pretrain,
-                    self._seed, share,
+                    self._seed, functools.partial(obtain_encoder, study, ctx.owner),
                 )
                 self._timed("pretrain" if here else "shared_encoder", 0, start)
             return ctx.pretrained
