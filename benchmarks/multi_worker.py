@@ -13,7 +13,8 @@ the sampler's share of the workers' time (every sampler call timed by the same d
 sampler as ``sampler_overhead.py``, summed over workers, over the workers' summed wall times),
 the predictor refits: in total, per label count fitted (``NARSSampler.timings`` of each
 worker), and refits per label set (1.0 when every label set is fitted once among all workers);
-and the best value found.
+the encoder pretrainings and the reads of an encoder another worker published (one pretraining
+per study when the encoder is shared); and the best value found.
 Targets: the sampler's share under 30% with W workers, and the W-worker ask p95 under 3x the
 one-worker p95.
 
@@ -101,6 +102,8 @@ def run_worker(storage: str, study_name: str, n_trials: int, sleep: float, seed:
         "refits": [t.n_labels for t in nars.timings if t.step == "refit"],
         "refit_s": sum(t.seconds for t in nars.timings if t.step == "refit"),
         "pretrain_s": sum(t.seconds for t in nars.timings if t.step == "pretrain"),
+        "pretrains": sum(t.step == "pretrain" for t in nars.timings),
+        "encoder_reads": sum(t.step == "shared_encoder" for t in nars.timings),
         "genetic_searches": sum(t.step == "genetic_search" for t in nars.timings),
     }
     print(json.dumps(out), flush=True)
@@ -149,6 +152,8 @@ def summarise(reports: list[dict[str, Any]], n_workers: int, n_trials: int) -> d
         "refits_by_labels": {str(k): refits[k] for k in sorted(refits)},
         "refit_s": sum(r["refit_s"] for r in reports),
         "pretrain_s": sum(r.get("pretrain_s", 0.0) for r in reports),
+        "pretrains": sum(r.get("pretrains", 0) for r in reports),
+        "encoder_reads": sum(r.get("encoder_reads", 0) for r in reports),
         "genetic_searches": sum(r["genetic_searches"] for r in reports),
         "per_worker": [{k: v for k, v in r.items() if k != "ask_s"} for r in reports],
     }
@@ -158,12 +163,13 @@ def table(configs: Sequence[dict[str, Any]]) -> str:
     rows = [
         [c["workers"], c["trials"], f"{c['trials_per_min']:.0f}", f"{c['ask_p50_s']:.2f}",
          f"{c['ask_p95_s']:.2f}", f"{100 * c['sampler_share']:.0f}%", c["refits"],
-         c["label_sets"], f"{c['refits_per_label_set']:.2f}"]
+         c["label_sets"], f"{c['refits_per_label_set']:.2f}", c.get("pretrains", "-"),
+         c.get("encoder_reads", "-")]
         for c in configs
     ]
     return markdown_table(
         ["workers", "trials", "trials/min", "ask p50 s", "ask p95 s", "sampler share",
-         "refits", "label sets", "refits / label set"], rows)
+         "refits", "label sets", "refits / label set", "pretrainings", "encoder reads"], rows)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,9 @@ Reported: the median (and mean, which includes the predictor refits that land on
 ``batch_size``) overhead per trial overall and in windows around 100 / 500 / 1000 finished trials
 (trials 90-110, 490-510, 990-1010), the ratios NARS/TPE and NARS/GP there, and every NARS
 predictor refit's wall time against its number of labels, with the slope of log(time) on
-log(labels) (1 = linear growth). NARSSampler runs with its defaults (``NARSSampler(space,
+log(labels) (1 = linear growth), and which Kendall tau each refit computed (the free
+prequential one once the fit set holds 10 trials proposed with a prediction, the 5-fold
+cross-validated one before). NARSSampler runs with its defaults (``NARSSampler(space,
 seed=0)``); its refits, pretraining and genetic searches are read from its own per-process record,
 ``NARSSampler.timings``.
 
@@ -52,8 +54,13 @@ from _common import RESULTS_DIR, benchmark_parser, markdown_table, parse_run_arg
 
 from optuna_nars.cost import count_flops  # noqa: E402
 from optuna_nars.labels import trial_labels  # noqa: E402
-from optuna_nars.predictor import NARSPredictor, encode_split, proxy_targets  # noqa: E402
-from optuna_nars.samplers import NARSSampler  # noqa: E402
+from optuna_nars.predictor import (  # noqa: E402
+    NARSPredictor,
+    encode_split,
+    prequential_kendall_tau,
+    proxy_targets,
+)
+from optuna_nars.samplers import PREDICTED_KEY, NARSSampler  # noqa: E402
 from optuna_nars.space import SearchSpace  # noqa: E402
 
 RESULTS = RESULTS_DIR / "sampler_overhead.json"
@@ -129,7 +136,8 @@ def timing_records(
 
 
 def refit_breakdown(space: SearchSpace, study: Study, seed: int) -> list[dict[str, float]]:
-    """Re-run the parts of a refit (fit, pool prediction, cross-validated Kendall tau) apart.
+    """Re-run the parts of a refit (fit, pool prediction, and both Kendall taus: the
+    cross-validated one of the first refits, the prequential one of the others) apart.
 
     Rebuilds what ``NARSSampler(space, seed=seed)`` fits from public parts: the labelled
     trials' rows, a predictor pretrained on the cost model of the same random architectures (so
@@ -140,6 +148,9 @@ def refit_breakdown(space: SearchSpace, study: Study, seed: int) -> list[dict[st
     params = {t.number: t.params for t in study.get_trials(deepcopy=False)}
     x = space.params_to_values([params[n] for n in numbers])
     y = np.array([labels[n] for n in numbers], dtype=float)
+    by_number = {t.number: t.user_attrs.get(PREDICTED_KEY) for t in study.get_trials()}
+    predicted = np.array([np.nan if by_number.get(n) is None else by_number[n]
+                          for n in numbers], dtype=float)
     sample = space.sample_values(N_PRETRAIN, seed=seed + 1, method="random")
     pretrained = NARSPredictor(seed=seed).pretrain(
         encode_split(space.param_space, sample)[0], proxy_targets(space, sample)
@@ -158,8 +169,12 @@ def refit_breakdown(space: SearchSpace, study: Study, seed: int) -> list[dict[st
         start = time.perf_counter()
         predictor.kendall_tau_cv(arch_x, recipe_x, y[:k], k=5)
         cv_s = time.perf_counter() - start
+        start = time.perf_counter()
+        prequential_kendall_tau(predicted[:k], y[:k])  # all k: the sampler takes the last 50
+        prequential_s = time.perf_counter() - start
         out.append({"n_labels": k, "fit_s": fit_s, "predict_pool_s": predict_s,
-                    "kendall_cv_s": cv_s, "pool_size": len(pool)})
+                    "kendall_cv_s": cv_s, "kendall_prequential_s": prequential_s,
+                    "pool_size": len(pool)})
     return out
 
 
@@ -325,9 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         refit_info["breakdown"] = breakdown
         print("\nWhere a refit's time goes (one refit re-run at several label counts):\n")
         print(markdown_table(
-            ["labels", "fit (s)", "predict pool (s)", "kendall_tau_cv k=5 (s)"],
+            ["labels", "fit (s)", "predict pool (s)", "kendall_tau_cv k=5 (s)",
+             "prequential tau (s)"],
             [[b["n_labels"], f"{b['fit_s']:.3f}", f"{b['predict_pool_s']:.3f}",
-              f"{b['kendall_cv_s']:.3f}"] for b in breakdown],
+              f"{b['kendall_cv_s']:.3f}", f"{b['kendall_prequential_s']:.5f}"]
+             for b in breakdown],
         ))
 
     record = {

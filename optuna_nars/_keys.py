@@ -6,7 +6,8 @@ Study system attributes (shared by all workers of a study):
 * :data:`LABEL_CORRELATION_KEY`: ``{str(step): correlation or None}`` of the last calibration.
 * :data:`LABEL_THRESHOLD_KEY`: the correlation threshold the label step was chosen with.
 * :data:`CALIBRATION_INFO_KEY`: the pruner's complete calibration record (a ``dict``).
-* :data:`PREDICTOR_QUALITY_KEY`: labels used and cross-validated Kendall tau of the latest refit.
+* :data:`PREDICTOR_QUALITY_KEY`: labels used, Kendall tau of the latest refit and how it was
+  measured (prequential, or cross-validated before enough predicted trials finished).
 * :data:`SPACE_KEY`: the search space's JSON, chunked (see :mod:`optuna_nars._storage`).
 * :data:`SETTINGS_KEY`: the settings of the latest ``optuna-nars search``.
 * :data:`INTERRUPTED_PREFIX` + a trial number: why that trial was failed as interrupted, for
@@ -14,6 +15,9 @@ Study system attributes (shared by all workers of a study):
 * :data:`SHARED_FIT_KEY`: NARSSampler's latest ranked fit, chunked: one slot, overwritten per
   label set (:mod:`optuna_nars.samplers.nars._shared_fit`); :data:`SHARED_FIT_LEASE_KEY`: which
   worker is fitting which label set, and until when.
+* :data:`SHARED_ENCODER_PREFIX` + a digest: NARSSampler's pretrained encoder, chunked, one slot
+  per what it was pretrained on (:mod:`optuna_nars.samplers.nars._shared_encoder`);
+  :data:`SHARED_ENCODER_LEASE_KEY`: which worker is pretraining which, and until when.
 
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
@@ -37,6 +41,8 @@ SETTINGS_KEY = "nars:search"
 INTERRUPTED_PREFIX = "nars:interrupted:"
 SHARED_FIT_KEY = "nars:fit"
 SHARED_FIT_LEASE_KEY = "nars:fit_lease"
+SHARED_ENCODER_PREFIX = "nars:encoder:"
+SHARED_ENCODER_LEASE_KEY = "nars:encoder_lease"
 
 # ---- trial system attributes -------------------------------------------------------------------
 PROPOSAL_KEY = "nars:x"

@@ -155,6 +155,7 @@ def test_pending_trial_note_edited_by_a_user_is_kept(synthetic_study) -> None:
 
 @pytest.mark.parametrize(("quality", "text"), [
     ({"n_labels": 12, "kendall_tau": 0.0}, "0.000"),
+    ({"n_labels": 30, "kendall_tau": 0.25, "kendall_tau_method": "prequential"}, "0.250"),
     ({"n_labels": 40, "kendall_tau": 0.41234}, "0.412"),
     ({"n_labels": 12, "kendall_tau": math.nan}, "undefined"),  # constant predictions
     (None, "not yet"),
@@ -165,13 +166,14 @@ def test_predictor_kendall_tau_is_one_text_everywhere(quality, text: str) -> Non
         study._storage.set_study_system_attr(study._study_id, "nars:predictor", quality)
     DashboardCallback(plot_every=1).update(study)
     assert study.user_attrs["nars:predictor_kendall_tau"] == text
+    method = (quality or {}).get("kendall_tau_method", "cross-validated")
     title = build_figures(study)["predicted"].layout.title.text
-    assert title.endswith(f"predictor's cross-validated Kendall tau {text})")
+    assert title.endswith(f"predictor's {method} Kendall tau {text})")
     note = optuna_dashboard.get_note(study)
     if quality is None:
         assert "Not cross-validated yet" in note
     else:
-        assert f"cross-validated Kendall tau **{text}**" in note
+        assert f"{method} Kendall tau **{text}**" in note
 
 
 def test_figures(synthetic_study) -> None:

@@ -15,6 +15,7 @@ from optuna_nars.predictor import (
     clear_pretrain_cache,
     encode_split,
     kendall_tau_cv,
+    prequential_kendall_tau,
     pretrained_state,
     pretraining_data,
     proxy_targets,
@@ -137,6 +138,19 @@ def test_kendall_tau_cv(pretrained: NARSPredictor) -> None:
     assert not pretrained.is_fitted  # CV fits clones only
     assert np.isnan(kendall_tau_cv(pretrained, ax[:3], rx[:3], y[:3]))
     assert np.isnan(kendall_tau_cv(pretrained, ax[:8], rx[:8], np.ones(8)))
+
+
+def test_prequential_kendall_tau_counts_the_recorded_pairs_only() -> None:
+    # One swapped pair of 10: (45 - 2 * 1) / 45. The NaN predictions (proposals made without
+    # one) and the NaN measurement are left out, whatever values sit beside them.
+    predicted = np.array([np.nan, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, np.nan, 10])
+    measured = np.array([9.0, 0, 1, 2, 3, 4, 5, 6, 7, 9, 8, -5.0, np.nan])
+    assert prequential_kendall_tau(predicted, measured) == pytest.approx(43 / 45)
+    assert prequential_kendall_tau(-predicted, measured) == pytest.approx(-43 / 45)
+    assert np.isnan(prequential_kendall_tau(predicted[:2], measured[:2]))  # one pair
+    assert np.isnan(prequential_kendall_tau(np.ones(5), np.arange(5.0)))  # constant
+    with pytest.raises(ValueError, match="one prediction per measured value"):
+        prequential_kendall_tau(predicted, measured[:-1])
 
 
 @pytest.mark.parametrize("n", [1, 2, 5])

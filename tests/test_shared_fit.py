@@ -9,11 +9,13 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 
 from optuna_nars import SearchSpace
 from optuna_nars.samplers import NARSSampler
+from optuna_nars.samplers.nars._shared_fit import fit_digest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_distributed import WORKER, journal_storage  # noqa: E402
@@ -101,13 +103,21 @@ REPORT = (
 )
 
 
-def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
+def worker_script(tmp_path: Path, n_trials: int, report: str
+                  ) -> tuple[Path, str, optuna.storages.BaseStorage]:
+    """``(script, study name, storage)``: a new study on a journal file, and the script of a
+    worker process running ``n_trials`` of it then printing what ``report`` prints."""
     code, storage = journal_storage(tmp_path / "journal.log")
     name = f"shared-{uuid.uuid4().hex[:8]}"
     optuna.create_study(study_name=name, storage=storage, direction="maximize")
     script = tmp_path / "worker.py"
     script.write_text(code + WORKER.format(tests=str(Path(__file__).parent), name=name,
-                                           n_trials=8) + REPORT)
+                                           n_trials=n_trials) + report)
+    return script, name, storage
+
+
+def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
+    script, name, storage = worker_script(tmp_path, 8, REPORT)
     n_workers = 3
     procs = [subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(n_workers)]
@@ -124,3 +134,52 @@ def test_worker_processes_share_their_fits(tmp_path: Path) -> None:
     assert len(set(keys)) == len(keys), "two workers evaluated the same candidate"
     assert len(refits) >= 3  # several label sets were fitted ...
     assert sum(refits.values()) < n_workers * len(refits)  # ... not each by every worker
+
+
+# A hand-made study (minimised): trials 2-11 proposed with predictions 0..9 and measured with one
+# pair swapped; trials 0 and 1 without a prediction (warm start).
+_VALUES = [50.0, -50.0, 0, 1, 2, 3, 4, 5, 6, 7, 9, 8]
+_PREDICTED = [None, None, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize(("n_predicted", "method"), [(10, "prequential"),
+                                                      (9, "cross-validated")])
+def test_the_fit_reports_the_prequential_tau_of_its_trials(n_predicted: int, method: str) -> None:
+    space = SearchSpace.tiny()
+    keep = set(range(12 - n_predicted, 12))
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        if trial.number < 12:
+            if trial.number in keep:
+                trial.set_user_attr("nars:predicted", _PREDICTED[trial.number])
+            return _VALUES[trial.number]
+        return 0.0
+
+    # The first refit comes at 12 labels and takes all of them (refit_size(12, 12) == 12).
+    sampler = fast_sampler(search_space=space, n_startup_trials=12, batch_size=12)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=13)
+    assert study.trials[12].user_attrs["nars:stage"] == "predictor"
+    assert _refits(sampler) == {12: 1}
+    quality = study._storage.get_study_system_attrs(study._study_id)["nars:predictor"]
+    assert quality["n_labels"] == 12
+    assert quality["kendall_tau_method"] == method
+    if method == "prequential":
+        # Predictions and values on the objective's scale, one discordant pair of 10.
+        assert quality["kendall_tau"] == pytest.approx(43 / 45)
+
+
+def test_a_fit_is_named_by_its_rows_labels_and_recorded_predictions() -> None:
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 3)), rng.random(6)
+    predicted = np.array([np.nan, np.nan, 0.1, 0.2, 0.3, 0.4])
+    name = fit_digest("base", x, y, predicted)
+    assert name == fit_digest("base", x.copy(), y.copy(), predicted.copy())
+    others = [
+        fit_digest("other base", x, y, predicted),
+        fit_digest("base", x, y[::-1], predicted),
+        fit_digest("base", x, y, predicted[::-1]),  # other predictions: another prequential tau
+        fit_digest("base", x, y),
+    ]
+    assert name not in others and len(set(others)) == len(others)

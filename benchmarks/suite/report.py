@@ -91,7 +91,9 @@ def ranks_at(pr: ProblemRuns, t: int, among: Sequence[str] | None = None) -> dic
 
 
 def nars_diagnostics(pr: ProblemRuns, sampler: str = "nars") -> dict[str, Any]:
-    """Predictor quality along the run: the sampler's own cross-validated Kendall tau, and the
+    """Predictor quality along the run: the sampler's own Kendall tau (its ``nars:predictor``
+    attribute: cross-validated in runs recorded before the sampler switched to the prequential
+    one, prequential over the fit set's latest 50 proposals after), and the
     prequential Kendall tau between each proposal's predicted value and its measured value."""
     runs = pr.runs.get(sampler)
     if not runs or "nars" not in runs[0]:
@@ -279,7 +281,7 @@ def markdown(summary: dict[str, Any], plots: dict[str, str],
             if d:
                 cv = ", ".join(f"{k}: {v:.2f}" for k, v in d["cv_tau"].items())
                 pq = ", ".join(f"trials {k}: {v:.2f}" for k, v in d["prequential_tau"].items())
-                out.append(f"{s} predictor, median over seeds: cross-validated Kendall tau after "
+                out.append(f"{s} predictor, median over seeds: the sampler's Kendall tau after "
                            f"trial {cv}; prequential tau (predicted vs measured) {pq}.\n")
     if checks:
         out.append(check_markdown(checks))

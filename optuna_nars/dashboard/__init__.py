@@ -2,7 +2,7 @@
 
 :class:`DashboardCallback` is an Optuna callback. After every ``every`` trials it rewrites the
 study's note (``optuna_dashboard.save_note``) with the search's state -- trials per stage, the
-predictor's cross-validated Kendall tau, the early-stopping label step and its correlation
+predictor's Kendall tau, the early-stopping label step and its correlation
 curve, the budget and the best architecture-recipe pairs so far -- and after every
 ``plot_every`` trials it saves three plots (``optuna_dashboard.save_plotly_graph_object``, shown
 on the study's main page in the dashboard, below Optuna's own charts):

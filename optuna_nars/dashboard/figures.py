@@ -59,7 +59,7 @@ def build_figures(
     acc_title = "accuracy" + ("" if snap.label_step is None else f" at epoch {snap.label_step}")
     labelled = [t for t in snap.trials if t.number in labels]
     figures = {"predicted": _predicted_vs_measured(labelled, labels, acc_title,
-                                                   snap.predictor_tau)}
+                                                   snap.predictor_tau, snap.predictor_tau_method)}
     for metric in ("flops", "params"):
         figures[metric] = _accuracy_vs_cost(metric, labelled, labels, space, snap.budget,
                                             acc_title)
@@ -98,11 +98,12 @@ def _stage(t: FrozenTrial) -> str:
 
 
 def _predicted_vs_measured(
-    labelled: list[FrozenTrial], labels: dict[int, float], acc_title: str, predictor_tau: str
+    labelled: list[FrozenTrial], labels: dict[int, float], acc_title: str, predictor_tau: str,
+    tau_method: str,
 ) -> go.Figure:
     """The predictor's predictions (with error bars) against the labels, and the diagonal.
 
-    The title gives the predictor's cross-validated Kendall tau (``predictor_tau``), the number
+    The title gives the predictor's Kendall tau (``predictor_tau``, ``tau_method``), the number
     the study note and the ``nars:predictor_kendall_tau`` study attribute show.
     """
     import plotly.graph_objects as go
@@ -125,7 +126,7 @@ def _predicted_vs_measured(
                                  name="predicted = measured",
                                  line=dict(color="#999", dash="dash")))
     title = (f"Predicted vs measured {acc_title} ({len(points)} trials; predictor's "
-             f"cross-validated Kendall tau {predictor_tau})")
+             f"{tau_method} Kendall tau {predictor_tau})")
     if not points:
         fig.add_annotation(text="No predictor-guided trial has finished yet.", showarrow=False,
                            xref="paper", yref="paper", x=0.5, y=0.5)

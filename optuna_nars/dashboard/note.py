@@ -128,14 +128,15 @@ def _stages_section(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]
 
 
 def _predictor_section(snap: StudySnapshot) -> list[str]:
-    """The predictor's cross-validated quality and its error on the trials it proposed."""
+    """The predictor's Kendall tau and its error on the trials it proposed."""
     quality = snap.system_attrs.get(PREDICTOR_QUALITY_KEY)
     labels = snap.labels
     lines = ["", "### Accuracy predictor", ""]
     if snap.predictor_tau != "not yet":
         lines.append(
-            f"Refit on **{quality.get('n_labels')}** labelled trials; cross-validated Kendall tau "
-            f"**{snap.predictor_tau}** (1 = ranks pairs perfectly, 0 = chance)."
+            f"Refit on **{quality.get('n_labels')}** labelled trials; "
+            f"{snap.predictor_tau_method} Kendall tau **{snap.predictor_tau}** "
+            "(1 = ranks pairs perfectly, 0 = chance)."
         )
     else:
         lines.append("Not cross-validated yet (needs 10 labelled trials past the warm start).")

@@ -55,8 +55,16 @@ class StudySnapshot:
 
     @property
     def predictor_tau(self) -> str:
-        """The predictor's cross-validated Kendall tau, see :func:`predictor_tau_text`."""
+        """The predictor's Kendall tau, see :func:`predictor_tau_text`."""
         return predictor_tau_text(self.system_attrs)
+
+    @property
+    def predictor_tau_method(self) -> str:
+        """How that tau was measured: ``"prequential"`` (each proposal's prediction against its
+        measured value) or ``"cross-validated"`` (the first refits, and older studies)."""
+        quality = self.system_attrs.get(PREDICTOR_QUALITY_KEY)
+        method = quality.get("kendall_tau_method") if isinstance(quality, Mapping) else None
+        return method if isinstance(method, str) else "cross-validated"
 
     @classmethod
     def read(
@@ -101,7 +109,7 @@ def predicted_and_measured(
 
 
 def predictor_tau_text(system_attrs: Mapping[str, Any]) -> str:
-    """The cross-validated Kendall tau of the sampler's latest predictor refit, as the note, the
+    """The Kendall tau of the sampler's latest predictor refit, as the note, the
     study summary and the predicted-vs-measured plot all show it: ``"0.412"``, ``"not yet"``
     (no refit on enough labels) or ``"undefined"`` (constant labels or predictions)."""
     quality = system_attrs.get(PREDICTOR_QUALITY_KEY)

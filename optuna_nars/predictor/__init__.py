@@ -22,11 +22,11 @@ Layout:
   :func:`pretraining_data`, :func:`encode_split`), the :class:`PretrainedEncoder` record and the
   process-wide cache (:func:`pretrained_state`, :func:`clear_pretrain_cache`);
 * :mod:`~optuna_nars.predictor.estimator`: :class:`NARSPredictor` (pretrain, fit, predict);
-* :mod:`~optuna_nars.predictor.metrics`: :func:`kendall_tau_cv`.
+* :mod:`~optuna_nars.predictor.metrics`: :func:`kendall_tau_cv`, :func:`prequential_kendall_tau`.
 """
 
 from optuna_nars.predictor.estimator import NARSPredictor
-from optuna_nars.predictor.metrics import kendall_tau_cv
+from optuna_nars.predictor.metrics import kendall_tau_cv, prequential_kendall_tau
 from optuna_nars.predictor.network import AccuracyPredictor, EnsembleLinear
 from optuna_nars.predictor.pretraining import (
     PretrainedEncoder,
@@ -45,6 +45,7 @@ __all__ = [
     "clear_pretrain_cache",
     "encode_split",
     "kendall_tau_cv",
+    "prequential_kendall_tau",
     "pretrained_state",
     "pretraining_data",
     "proxy_targets",

@@ -1,4 +1,6 @@
-"""How well a predictor ranks: cross-validated Kendall tau, the metric FBNetV3 reports."""
+"""How well a predictor ranks: Kendall tau, the metric FBNetV3 reports, cross-validated
+(:func:`kendall_tau_cv`, k refits) or prequential (:func:`prequential_kendall_tau`, free: each
+proposal's prediction recorded before it was measured, against its measured value)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from optuna_nars.predictor._plumbing import as_2d
 if TYPE_CHECKING:
     from optuna_nars.predictor.estimator import NARSPredictor
 
-__all__ = ["kendall_tau_cv"]
+__all__ = ["kendall_tau_cv", "prequential_kendall_tau"]
 
 
 def kendall_tau_cv(
@@ -50,3 +52,25 @@ def kendall_tau_cv(
     if np.ptp(oof) == 0:
         return math.nan
     return float(kendalltau(oof, y).statistic)
+
+
+def prequential_kendall_tau(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Kendall tau between predictions made *before* each value was measured and the values.
+
+    Unlike :func:`kendall_tau_cv` it costs no refit: the predictions are the ones a search
+    recorded when it proposed each candidate (by the predictor of that moment), so it judges the
+    rankings the search actually acted on. Pairs where either side is NaN (a candidate proposed
+    without a prediction) are left out. Returns NaN with fewer than 2 pairs or when either side
+    is constant.
+    """
+    predicted = np.asarray(predicted, dtype=float).reshape(-1)
+    measured = np.asarray(measured, dtype=float).reshape(-1)
+    if predicted.shape != measured.shape:
+        raise ValueError(
+            f"predicted has {len(predicted)} values and measured {len(measured)}; pass one "
+            "prediction per measured value (NaN where there was none)."
+        )
+    ok = np.isfinite(predicted) & np.isfinite(measured)
+    if ok.sum() < 2 or np.ptp(predicted[ok]) == 0 or np.ptp(measured[ok]) == 0:
+        return math.nan
+    return float(kendalltau(predicted[ok], measured[ok]).statistic)

@@ -3,12 +3,15 @@
 The labels cost nothing: the cost model's log FLOPs and log parameters of sampled architectures
 (:func:`proxy_targets`, :func:`pretraining_data`). :func:`train_encoder` fits one encoder and a
 linear proxy head on them; the result, a :class:`PretrainedEncoder`, is memoised by
-:func:`pretrained_state`, so every predictor of a process pretrains once per space and seed.
+:func:`pretrained_state`, so every predictor of a process pretrains once per space and seed;
+:func:`encoder_to_bytes` / :func:`encoder_from_bytes` carry it between processes as tensors
+(``torch.save``, read back with ``torch.load(weights_only=True)`` and checked: never a pickle).
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import threading
 from collections import OrderedDict
@@ -32,6 +35,8 @@ __all__ = [
     "PretrainedEncoder",
     "clear_pretrain_cache",
     "encode_split",
+    "encoder_from_bytes",
+    "encoder_to_bytes",
     "fingerprint",
     "pretrained_state",
     "pretraining_data",
@@ -61,6 +66,82 @@ class PretrainedEncoder:
     proxy_std: np.ndarray = field(repr=False)
     losses: tuple[float, ...] = field(repr=False)
     """Mean standardised proxy MSE per epoch (the first entry is the loss before training)."""
+
+
+# ---- as bytes, between processes ---------------------------------------------------------------
+
+_BYTES_FORMAT = 1
+
+
+def encoder_to_bytes(encoder: PretrainedEncoder) -> bytes:
+    """``encoder`` as ``torch.save`` bytes of plain tensors (read by :func:`encoder_from_bytes`)."""
+    data = {
+        "format": torch.tensor(_BYTES_FORMAT),
+        "dims": torch.tensor([encoder.arch_dim, encoder.n_proxy, encoder.hidden,
+                              encoder.embedding_dim]),
+        "state": encoder.state,
+        # float64, as computed: a worker reading them fits exactly as the one that pretrained.
+        "proxy_mean": torch.from_numpy(np.asarray(encoder.proxy_mean, dtype=np.float64)),
+        "proxy_std": torch.from_numpy(np.asarray(encoder.proxy_std, dtype=np.float64)),
+        "losses": torch.tensor(encoder.losses, dtype=torch.float64),
+    }
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    return buffer.getvalue()
+
+
+def encoder_from_bytes(
+    data: bytes, *, arch_dim: int, n_proxy: int, hidden: int, embedding_dim: int
+) -> PretrainedEncoder:
+    """The encoder saved in ``data`` by :func:`encoder_to_bytes`, if it has the given shape.
+
+    ``torch.load(weights_only=True)`` reads tensors and plain containers only, so foreign bytes
+    (a pickle of arbitrary objects included) cannot run code; they are rejected.
+
+    Raises:
+        ValueError: If ``data`` is not such an encoder, or one of other dimensions, names,
+            shapes or with non-finite weights.
+    """
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # whatever torch raises on bytes that are not a weights file
+        raise ValueError(f"not a saved encoder ({type(e).__name__}: {e})") from None
+    if not isinstance(loaded, dict) or not _is_tensor(loaded.get("format"), ()) \
+            or int(loaded["format"]) != _BYTES_FORMAT:
+        raise ValueError("not a saved encoder of this format")
+    dims = [arch_dim, n_proxy, hidden, embedding_dim]
+    if not _is_tensor(loaded.get("dims"), (4,)) or loaded["dims"].tolist() != dims:
+        raise ValueError(f"an encoder of other dimensions than {dims}")
+    reference = AccuracyPredictor(arch_dim, 0, n_proxy, hidden=hidden,
+                                  embedding_dim=embedding_dim).state_dict()
+    state = loaded.get("state")
+    if not isinstance(state, dict) or set(state) != set(reference) or not all(
+        _is_tensor(state[k], tuple(v.shape), v.dtype) for k, v in reference.items()
+    ):
+        raise ValueError("the encoder's weights do not fit this predictor's network")
+    vectors = {k: loaded.get(k) for k in ("proxy_mean", "proxy_std")}
+    if not all(_is_tensor(v, (n_proxy,), torch.float64) for v in vectors.values()) \
+            or not _is_tensor(loaded.get("losses"), None, torch.float64):
+        raise ValueError("the encoder's proxy scaling is malformed")
+    return PretrainedEncoder(
+        arch_dim=arch_dim, n_proxy=n_proxy, hidden=hidden, embedding_dim=embedding_dim,
+        state={k: v.clone() for k, v in state.items()},
+        proxy_mean=vectors["proxy_mean"].numpy().copy(),
+        proxy_std=vectors["proxy_std"].numpy().copy(),
+        losses=tuple(loaded["losses"].tolist()),
+    )
+
+
+def _is_tensor(
+    value: Any, shape: tuple[int, ...] | None, dtype: torch.dtype | None = None
+) -> bool:
+    """Whether ``value`` is a finite tensor of ``shape`` (any when ``None``) and ``dtype``."""
+    return (
+        isinstance(value, torch.Tensor)
+        and (shape is None or tuple(value.shape) == shape)
+        and (dtype is None or value.dtype == dtype)
+        and (not value.is_floating_point() or bool(torch.isfinite(value).all()))
+    )
 
 
 # ---- the cache ---------------------------------------------------------------------------

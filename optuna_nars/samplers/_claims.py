@@ -62,7 +62,8 @@ class Claim:
     stage: Stage | None
     predicted: float | None = None  # on the objective's scale, with predicted_std
     predicted_std: float | None = None
-    # {"n_labels", "kendall_tau"} of the model behind the claim, published to the study.
+    # {"n_labels", "kendall_tau", "kendall_tau_method"} of the model behind the claim, published
+    # to the study.
     quality: dict[str, Any] | None = None
 
 
@@ -113,7 +114,8 @@ def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
         storage.set_study_system_attr(study._study_id, PREDICTOR_QUALITY_KEY, quality)
         _logger.info(
             f"Predictor refit on {quality['n_labels']} labelled trials: "
-            f"cross-validated Kendall tau {quality['kendall_tau']:.3f}."
+            f"{quality.get('kendall_tau_method') or 'cross-validated'} Kendall tau "
+            f"{quality['kendall_tau']:.3f}."
         )
 
 

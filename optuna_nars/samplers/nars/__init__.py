@@ -9,6 +9,9 @@
 * ``_acquisition``: scoring the pool (expected improvement, or mean + w * std) and the genetic
   search over the predictor.
 * ``_search``: re-targeting a study to a new budget (:class:`Proposal` s, no training).
+* ``_shared_fit``, ``_ranked``, ``_shared_encoder``, ``_lease``: what workers of one study share
+  through it (each fit's rankings, the pretrained encoder) and the leases that make one worker
+  compute each.
 """
 
 from optuna_nars.samplers.nars._schedule import StagePlan

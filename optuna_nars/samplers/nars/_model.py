@@ -8,19 +8,39 @@ measures how far a candidate lies from the measured ones (for the trust region).
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy.spatial.distance import cdist
 from scipy.stats import norm, rankdata
 
-from optuna_nars.predictor import NARSPredictor, encode_split
+from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
+from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
+from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
 
-__all__ = ["Fit", "Ranking", "fit_predictor", "normal_scores", "pretrain_predictor"]
+__all__ = [
+    "MIN_PREQUENTIAL_PAIRS",
+    "PREQUENTIAL_WINDOW",
+    "Fit",
+    "Ranking",
+    "ShareEncoder",
+    "fit_predictor",
+    "normal_scores",
+    "pretrain_predictor",
+    "ranking_quality",
+]
 
 Ranking = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, mean, std: best first
+
+# The prequential tau needs this many predicted-then-measured trials in the fit set (fewer: the
+# cross-validated one), and uses the latest this many: it follows the current predictors rather
+# than the first rounds' (about +-0.1 of sampling error at 50 pairs).
+MIN_PREQUENTIAL_PAIRS = 10
+PREQUENTIAL_WINDOW = 50
 
 
 @dataclass
@@ -38,6 +58,7 @@ class Fit:
     kendall_tau: float | None
     labels: tuple[np.ndarray, np.ndarray]
     labelled: np.ndarray  # the labelled candidates, encoded
+    tau_method: str | None = None  # "prequential" or "cross-validated" (see ranking_quality)
     # Per trust weight: the pool's acquisition scores, and the genetic search's ranking.
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
     evolved: dict[float, Ranking] = field(default_factory=dict)
@@ -80,26 +101,44 @@ def normal_scores(y: np.ndarray) -> np.ndarray:
     return norm.ppf((rankdata(y) - 0.5) / len(y))
 
 
+# How a sampler shares encoders: (digest, dimensions, pretrain) -> (encoder, pretrained here).
+ShareEncoder = Callable[[str, dict[str, int], Callable[[], PretrainedEncoder]],
+                        tuple[PretrainedEncoder, bool]]
+
+
 def pretrain_predictor(
     template: NARSPredictor,
     param_space: ParamSpace,
     metrics: Metrics | None,
     n_pretrain: int,
     seed: int,
-) -> NARSPredictor:
-    """A copy of ``template`` whose encoder learned ``metrics`` (log-scaled when positive) of
-    ``n_pretrain`` random architectures: free labels. Without metrics, or without
-    architecture parameters (a recipe-only search: nothing to pretrain on), just the copy."""
+    share: ShareEncoder | None = None,
+) -> tuple[NARSPredictor, bool]:
+    """``(predictor, built_here)``: a copy of ``template`` whose encoder learned ``metrics``
+    (log-scaled when positive) of ``n_pretrain`` random architectures: free labels. Without
+    metrics, or without architecture parameters (a recipe-only search: nothing to pretrain on),
+    just the copy. With ``share`` (see :mod:`._shared_encoder`), the encoder comes from there
+    when another worker pretrained it already (``built_here`` is then ``False``)."""
     predictor = template.clone(seed=seed)
     has_architecture = len(param_space.part_columns("architecture")) > 0
-    if metrics is not None and n_pretrain > 0 and has_architecture:
-        sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
-        m = metrics(sample)
-        proxy = np.column_stack(
-            [np.log(np.maximum(v, 1e-12)) if (v > 0).all() else v for v in m.values()]
-        )
-        predictor.pretrain(param_space.encode(sample, "architecture"), proxy)
-    return predictor
+    if metrics is None or n_pretrain == 0 or not has_architecture:
+        return predictor, True
+    sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
+    m = metrics(sample)
+    proxy = np.column_stack(
+        [np.log(np.maximum(v, 1e-12)) if (v > 0).all() else v for v in m.values()]
+    )
+    arch_x = param_space.encode(sample, "architecture")
+    if share is None:
+        return predictor.pretrain(arch_x, proxy), True
+    dims = {"arch_dim": arch_x.shape[1], "n_proxy": proxy.shape[1],
+            "hidden": predictor.hidden, "embedding_dim": predictor.embedding_dim}
+
+    def pretrain() -> PretrainedEncoder:
+        return cast(PretrainedEncoder, predictor.clone().pretrain(arch_x, proxy).pretrained_)
+
+    predictor.pretrained_, here = share(encoder_digest(predictor, arch_x, proxy), dims, pretrain)
+    return predictor, here
 
 
 def fit_predictor(
@@ -109,18 +148,48 @@ def fit_predictor(
     x: np.ndarray,
     y: np.ndarray,
     seed: int,
+    predicted: np.ndarray | None = None,
 ) -> Fit:
     """Fit a copy of ``pretrained`` (it keeps the pretrained encoder) on rows ``x`` labelled
-    ``y`` (larger is better), predict ``pool``, and cross-validate the ranking quality."""
+    ``y`` (larger is better), predict ``pool``, and measure the ranking quality
+    (:func:`ranking_quality`; ``predicted``: each row's prediction recorded when it was proposed,
+    on ``y``'s scale, NaN where there was none)."""
     predictor = pretrained.clone(seed=seed)
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
-    tau = None
-    if len(y) >= 10:
-        # 5-fold CV on at most the latest 200 labels bounds its cost.
-        recent = slice(-200, None)
-        tau = predictor.kendall_tau_cv(arch_x[recent], recipe_x[recent], z[recent], k=5)
+    tau, method = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
-               np.hstack([arch_x, recipe_x]))
+               np.hstack([arch_x, recipe_x]), tau_method=method)
+
+
+def ranking_quality(
+    predictor: NARSPredictor,
+    arch_x: np.ndarray,
+    recipe_x: np.ndarray,
+    z: np.ndarray,
+    predicted: np.ndarray | None,
+) -> tuple[float | None, str | None]:
+    """``(kendall_tau, method)`` of a fit on ``arch_x``, ``recipe_x`` labelled ``z``.
+
+    The **prequential** tau when the fit set holds at least :data:`MIN_PREQUENTIAL_PAIRS`
+    trials proposed with a prediction (over the latest :data:`PREQUENTIAL_WINDOW` of them): free,
+    and it judges the rankings the search acted on. Before that (the first refits after the warm
+    start, or a study of enqueued trials), the 5-fold **cross-validated** tau, which costs five
+    extra fits (about three quarters of a refit's CPU), so it is spent only while the free one
+    is not available yet. ``(None, None)`` with fewer than 10 labels. The tau is reported (the
+    study's ``nars:predictor`` attribute, the dashboard, the CLI); no proposal depends on it.
+    """
+    if predicted is not None:
+        # Ranks are all Kendall tau sees: the labels' normal scores rank as the labels do.
+        pairs = np.flatnonzero(np.isfinite(predicted))
+        if len(pairs) >= MIN_PREQUENTIAL_PAIRS:
+            recent = pairs[-PREQUENTIAL_WINDOW:]
+            return prequential_kendall_tau(predicted[recent], z[recent]), "prequential"
+    if len(z) < 10:
+        return None, None
+    # 5-fold CV on at most the latest 200 labels bounds its cost.
+    recent = slice(-200, None)
+    tau = predictor.kendall_tau_cv(arch_x[recent], recipe_x[recent], z[recent], k=5)
+    return tau, "cross-validated"

@@ -2,7 +2,8 @@
 
 A :class:`Ranked` holds, per trust-region weight, the pool's best candidates (pool indices) and,
 in stage 3, the genetic search's best rows, each with its prediction already on the labels'
-scale, plus the cross-validated Kendall tau. It is all a worker needs to propose: no predictor.
+scale, plus the predictor's Kendall tau (and how it was measured). It is all a worker needs
+to propose: no predictor.
 Rows of the fit set (evaluated trials, never proposed again) are left out, and only the top
 rows are kept (:data:`POOL_TOP`, :data:`EVOLVED_TOP`); a part that was cut short says so
 (``complete``), so that a worker that finds every kept row taken falls back to its own fit.
@@ -28,7 +29,7 @@ from optuna_nars.samplers.nars._scale import scores_to_values
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 2  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 3  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -58,6 +59,7 @@ class Ranked:
     kendall_tau: float | None
     pool: dict[float, Part]  # per trust weight
     evolved: dict[float, Part]  # per trust weight; empty before stage 3
+    tau_method: str | None = None  # "prequential" or "cross-validated" (_model.ranking_quality)
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
@@ -90,10 +92,12 @@ class Ranked:
 
     @property
     def quality(self) -> dict[str, Any] | None:
-        """``{"n_labels", "kendall_tau"}`` to publish, when the fit was cross-validated."""
+        """``{"n_labels", "kendall_tau", "kendall_tau_method"}`` to publish, when the fit's
+        ranking quality was measured."""
         if self.kendall_tau is None:
             return None
-        return {"n_labels": self.n_labels, "kendall_tau": self.kendall_tau}
+        return {"n_labels": self.n_labels, "kendall_tau": self.kendall_tau,
+                "kendall_tau_method": self.tau_method}
 
 
 def rank_fit(
@@ -135,7 +139,8 @@ def rank_fit(
         order = np.argsort(-scores, kind="stable")  # best acquisition first; ties in pool order
         pool_parts[trust] = part(pool[order], fit.pool_mean[order], fit.pool_std[order], order)
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
-    return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts)
+    return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts,
+                  fit.tau_method)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -159,6 +164,7 @@ def encode(ranked: Ranked) -> str:
             "base": ranked.base,
             "n_labels": ranked.n_labels,
             "kendall_tau": ranked.kendall_tau,
+            "tau_method": ranked.tau_method,
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
             "evolved": {repr(t): part(p) for t, p in ranked.evolved.items()},
@@ -184,6 +190,9 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
     tau = data["kendall_tau"]
     if tau is not None and not isinstance(tau, float):
         raise ValueError("kendall_tau is not a number")
+    method = data["tau_method"]
+    if method is not None and not isinstance(method, str):
+        raise ValueError("tau_method is not a text")
 
     def part(d: dict[str, Any]) -> Part:
         mean = np.asarray(d["mean"], dtype=float)
@@ -208,4 +217,5 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
         str(data["digest"]), str(data["base"]), int(data["n_labels"]), tau,
         {float(t): part(p) for t, p in data["pool"].items()},
         {float(t): part(p) for t, p in data["evolved"].items()},
+        method,
     )

@@ -90,14 +90,14 @@ def search(
         raise ValueError("The study has no search space yet; run some trials first.")
     base = cast("_NARSContext", sampler._context(search_space))
     ctx = cast("_NARSContext", sampler._make_context(search_space, constraints))
-    ctx.pretrained = sampler._pretrained(base)
+    ctx.pretrained = sampler._pretrained(base, study)
     numbers, x, y = labelled_rows(study, read_rows(study, ctx, exclude=None))
     if len(numbers) < 2 or np.ptp(y) == 0:
         raise ValueError(
             "Re-targeting needs at least two labelled trials with different values; "
             f"the study has {len(numbers)}."
         )
-    fit = sampler._fit(ctx, numbers, x, y)
+    fit = sampler._fit(study, ctx, numbers, x, y)
     # Re-targeting reports the best *predicted* pairs: the search climbs the prediction itself,
     # whatever acquisition the sampler explores with.
     evolved = sampler._evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)

@@ -7,12 +7,13 @@ appended to that order rather than inserted: the set of a given K does not chang
 worker's feet (ordering by trial number did, and forced refits at the same label count).
 
 **The key.** A fit is named by a digest of what it was fitted on (:func:`fit_digest`): the
-sampler's settings, its pool (the space, the constraints and the seed) and the fit set's rows and
-label values. A changed label step, another study or other settings give another digest, so a
-fit is never reused for labels it was not fitted on.
+sampler's settings, its pool (the space, the constraints and the seed) and the fit set's rows,
+label values and recorded predictions (:func:`recorded_predictions`, from which the fit's
+prequential Kendall tau is computed). A changed label step, another study or other settings
+give another digest, so a fit is never reused for labels it was not fitted on.
 
 **Sharing.** What a fit produces, a :class:`~optuna_nars.samplers.nars._ranked.Ranked` (top
-candidates with their predictions, the cross-validated Kendall tau: small JSON, no weights, no
+candidates with their predictions, the Kendall tau: small JSON, no weights, no
 pickle), goes to one slot of the study's system attributes (:data:`SHARED_FIT_KEY`, chunked,
 overwritten per label set: bounded, and Optuna cannot delete attributes). :func:`obtain` reads it
 when it is the fit a worker needs; otherwise the worker takes a lease
@@ -28,33 +29,33 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
+import math
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.storages import InMemoryStorage
 from optuna.study import Study
 
 import optuna_nars
-from optuna_nars._keys import SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
+from optuna_nars._keys import PREDICTED_KEY, SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
 from optuna_nars._storage import get_chunked, set_study_chunked
+from optuna_nars._validation import finite_number
 from optuna_nars.predictor.pretraining import fingerprint
-from optuna_nars.samplers._context import StudyRows, labelled_rows
+from optuna_nars.samplers._context import StudyRows, direction_sign, labelled_rows
+from optuna_nars.samplers.nars._lease import end_lease, held_by_other, read_lease, take_lease
 from optuna_nars.samplers.nars._ranked import FORMAT, Ranked, decode, encode
 from optuna_nars.samplers.nars._schedule import refit_size
 from optuna_nars.space import ParamSpace
 
-__all__ = ["LEASE_SECONDS", "base_digest", "fit_digest", "fit_set", "obtain"]
+__all__ = [
+    "LEASE_SECONDS", "base_digest", "fit_digest", "fit_set", "obtain", "recorded_predictions",
+]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
 LEASE_SECONDS = 120.0  # how long others leave a label set to a worker fitting it (or dead)
-# After taking the lease, a worker reads it back this much later: of workers that took it at
-# once, only the last writer fits, the others find its lease and use its fit.
-_SETTLE_SECONDS = 0.2
 
 
 def fit_set(
@@ -78,6 +79,16 @@ def fit_set(
     return [numbers[i] for i in chosen], x[chosen], y[chosen]
 
 
+def recorded_predictions(study: Study, rows: StudyRows, numbers: list[int]) -> np.ndarray:
+    """The prediction each of trials ``numbers`` was proposed with (the ``nars:predicted``
+    trial attribute, written before the trial ran), signed as the labels are (larger is
+    better); NaN for a trial proposed without one (warm start, enqueued)."""
+    sign = direction_sign(study)
+    by_number = {t.number: t.user_attrs.get(PREDICTED_KEY) for t in rows.trials}
+    values = [finite_number(by_number.get(n)) for n in numbers]
+    return np.array([math.nan if v is None else sign * v for v in values], dtype=float)
+
+
 def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndarray) -> str:
     """A digest of what a sampler's fits depend on besides the labels: its ``settings`` (JSON
     values), the space's parameters and parts, and the pool (the space, the constraints and the
@@ -88,9 +99,13 @@ def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndar
     return _digest(text, fingerprint(pool))
 
 
-def fit_digest(base: str, x: np.ndarray, y: np.ndarray) -> str:
-    """The name of the fit on rows ``x`` labelled ``y`` under ``base``."""
-    return _digest(base, fingerprint(x, y))
+def fit_digest(base: str, x: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None
+               ) -> str:
+    """The name of the fit on rows ``x`` labelled ``y`` (proposed with the recorded
+    ``predicted`` values) under ``base``."""
+    if predicted is None:
+        return _digest(base, fingerprint(x, y))
+    return _digest(base, fingerprint(x, y, predicted))
 
 
 def _digest(*parts: str) -> str:
@@ -117,24 +132,10 @@ def _published(attrs: dict[str, Any], pool: np.ndarray, base: str) -> Ranked | N
     return ranked
 
 
-def _lease(attrs: dict[str, Any]) -> dict[str, Any] | None:
-    value = attrs.get(SHARED_FIT_LEASE_KEY)
-    if (isinstance(value, dict) and isinstance(value.get("digest"), str)
-            and isinstance(value.get("owner"), str)
-            and isinstance(value.get("until"), (int, float))):
-        return value
-    return None
-
-
 def _held_by_other(lease: dict[str, Any] | None, digest: str, evolve: bool, owner: str) -> bool:
     """Whether ``lease`` says another worker is fitting what ``digest`` / ``evolve`` needs."""
-    return (
-        lease is not None
-        and lease["digest"] == digest
-        and lease["owner"] != owner
-        and (bool(lease.get("evolve")) or not evolve)
-        and lease["until"] > time.time()
-    )
+    return held_by_other(lease, digest, owner) and (bool(lease and lease.get("evolve"))
+                                                    or not evolve)
 
 
 class _Board:
@@ -148,30 +149,17 @@ class _Board:
     def read(self) -> _Board:
         attrs = self.study._storage.get_study_system_attrs(self.study._study_id)
         self.published = _published(attrs, self.pool, self.base)
-        self.lease = _lease(attrs)
+        self.lease = read_lease(attrs, SHARED_FIT_LEASE_KEY)
         return self
 
     def has(self, digest: str, evolve: bool) -> bool:
         return (self.published is not None and self.published.digest == digest
                 and self.published.covers(evolve))
 
-    def lease_to(self, owner: str, digest: str, evolve: bool) -> None:
-        lease = {"digest": digest, "evolve": evolve, "owner": owner,
-                 "until": time.time() + LEASE_SECONDS}
-        self.study._storage.set_study_system_attr(self.study._study_id, SHARED_FIT_LEASE_KEY, lease)
-
     def publish(self, ranked: Ranked) -> None:
         """Overwrite the study's slot with ``ranked``."""
         storage, study_id = self.study._storage, self.study._study_id
         set_study_chunked(storage, study_id, SHARED_FIT_KEY, encode(ranked))
-
-    def release(self, owner: str) -> None:
-        """End ``owner``'s lease (unless another worker has taken it since)."""
-        lease = self.read().lease
-        if lease is not None and lease["owner"] == owner:
-            self.study._storage.set_study_system_attr(
-                self.study._study_id, SHARED_FIT_LEASE_KEY, {**lease, "until": 0}
-            )
 
 
 def obtain(
@@ -191,25 +179,23 @@ def obtain(
     lease.
     """
     board = _Board(study, pool, base)
-    in_process = isinstance(study._storage, InMemoryStorage)
     while True:
         board.read()
         if board.has(digest, evolve):
             return board.published
-        if not _held_by_other(board.lease, digest, evolve, owner):
-            board.lease_to(owner, digest, evolve)
-            if not in_process:  # one process has no one else to settle with
-                time.sleep(_SETTLE_SECONDS)
-            if not _held_by_other(board.read().lease, digest, evolve, owner):
-                break
-            continue  # another worker took it at the same moment: it fits
-        return board.published  # the latest available fit while another worker fits this one
+        if _held_by_other(board.lease, digest, evolve, owner):
+            return board.published  # the latest available fit while another worker fits this
+        lease = take_lease(study, SHARED_FIT_LEASE_KEY, owner, digest, LEASE_SECONDS,
+                           evolve=evolve)
+        if not _held_by_other(lease, digest, evolve, owner):
+            break
+        # Another worker took it at the same moment: it fits (read again to see its lease).
     try:
-        if board.has(digest, evolve):  # published since it was read above
+        if board.read().has(digest, evolve):  # published since it was read above
             return board.published
         ranked = compute()
         board.publish(ranked)
     finally:
         # Published, or failed: either way nobody need wait for this worker any more.
-        board.release(owner)
+        end_lease(study, SHARED_FIT_LEASE_KEY, owner)
     return ranked

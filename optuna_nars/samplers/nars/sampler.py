@@ -24,12 +24,14 @@ hypervolume improvement (``_pareto``).
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
 trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
 and shared through the study: the first worker to need it fits it and publishes its rankings,
-the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`). Claims, the relative
+the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`); the pretrained encoder
+likewise, once per study (:mod:`~optuna_nars.samplers.nars._shared_encoder`). Claims, the relative
 search space and the constraints are the base sampler's (:mod:`optuna_nars.samplers._base`).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Collection, Mapping, Sequence
@@ -57,7 +59,14 @@ from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretra
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
-from optuna_nars.samplers.nars._shared_fit import base_digest, fit_digest, fit_set, obtain
+from optuna_nars.samplers.nars._shared_encoder import obtain_encoder
+from optuna_nars.samplers.nars._shared_fit import (
+    base_digest,
+    fit_digest,
+    fit_set,
+    obtain,
+    recorded_predictions,
+)
 from optuna_nars.space import SearchSpace
 
 __all__ = ["NARSSampler", "Timing"]
@@ -70,9 +79,11 @@ class Timing:
     """One timed step of a :class:`NARSSampler`'s work (see :attr:`NARSSampler.timings`).
 
     ``step`` is ``"pretrain"`` (building the pretrained predictor: the encoder's pretraining on
-    the free metrics), ``"refit"`` (fitting the predictor on ``n_labels`` labels, predicting the
-    pool and cross-validating; pretraining excluded) or ``"genetic_search"`` (the genetic search
-    over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for pretraining.
+    the free metrics), ``"shared_encoder"`` (building it from the encoder another worker
+    pretrained and published to the study), ``"refit"`` (fitting the predictor on ``n_labels``
+    labels, predicting the pool and its Kendall tau, cross-validated only before the free
+    prequential one is available; pretraining excluded) or ``"genetic_search"`` (the genetic
+    search over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for the first two.
     """
 
     step: str
@@ -238,15 +249,17 @@ class NARSSampler(BaseNASSampler):
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
-    def _pretrained(self, ctx: _NARSContext) -> NARSPredictor:
+    def _pretrained(self, ctx: _NARSContext, study: Study) -> NARSPredictor:
+        """The pretrained predictor of ``ctx``: its encoder pretrained once per study among all
+        workers (:mod:`~optuna_nars.samplers.nars._shared_encoder`)."""
         with self._lock:
             if ctx.pretrained is None:
                 start = time.perf_counter()
-                ctx.pretrained = pretrain_predictor(
+                ctx.pretrained, here = pretrain_predictor(
                     self._predictor_template, ctx.param_space, ctx.metrics, self._n_pretrain,
-                    self._seed,
+                    self._seed, functools.partial(obtain_encoder, study, ctx.owner),
                 )
-                self._timed("pretrain", 0, start)
+                self._timed("pretrain" if here else "shared_encoder", 0, start)
             return ctx.pretrained
 
     def _base(self, ctx: _NARSContext) -> str:
@@ -264,25 +277,27 @@ class NARSSampler(BaseNASSampler):
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
-    def _fit(self, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray) -> Fit:
-        """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``), cached by
-        what it was fitted on."""
-        key = fit_digest(self._base(ctx), x, y)
+    def _fit(self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray,
+             y: np.ndarray, predicted: np.ndarray | None = None) -> Fit:
+        """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``, proposed
+        with the ``predicted`` values: :func:`recorded_predictions`), cached by what it was
+        fitted on."""
+        key = fit_digest(self._base(ctx), x, y, predicted)
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
-                pretrained = self._pretrained(ctx)
+                pretrained = self._pretrained(ctx, study)
                 start = time.perf_counter()
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
-                                    seed=self._seed + len(numbers))
+                                    seed=self._seed + len(numbers), predicted=predicted)
                 self._timed("refit", len(numbers), start)
                 ctx.fits = {key: fit}  # keep only the latest fit
             return fit
 
     def _ranked(
         self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
-        trial_number: int, stage: Stage, claimed: set[RowKey],
+        trial_number: int, stage: Stage, claimed: set[RowKey], predicted: np.ndarray,
     ) -> Ranked | None:
         """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
         ``trial_number``: shared through the study (one fit per label set among all workers;
@@ -290,14 +305,14 @@ class NARSSampler(BaseNASSampler):
         shared top rows (all of them in ``claimed``), the complete rankings of this process's
         own fit."""
         base = self._base(ctx)
-        digest = fit_digest(base, x, y)
+        digest = fit_digest(base, x, y, predicted)
         evolve = stage == Stage.EVOLUTION
         # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
         # runs the genetic search too, so that no worker refits the same labels for it.
         evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
 
         def compute(shared: bool) -> Ranked:
-            fit = self._fit(ctx, numbers, x, y)
+            fit = self._fit(study, ctx, numbers, x, y, predicted)
             evolved = {}
             scores = {}
             for trust in sorted({0.0, self._trust_region}):  # every trust_weight
@@ -361,7 +376,9 @@ class NARSSampler(BaseNASSampler):
             numbers, x, y = fit_set(study, rows, self._batch_size,
                                     min(self._batch_size, self._n_startup_trials))
             if len(numbers) >= 2 and np.ptp(y) > 0:
-                fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed)
+                predicted = recorded_predictions(study, rows, numbers)
+                fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed,
+                                   predicted)
             if fit is not None:
                 quality = fit.quality
                 rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
