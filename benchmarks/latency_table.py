@@ -16,7 +16,7 @@ It also reports the table with a fitted constant overhead (the network's cost ou
 blocks, e.g. the forward's Python dispatch): the median of ``measured - sum`` over the first
 half of the networks, evaluated on the other half only, so the "after" numbers are held out.
 
-Run from the repository root (on a shared machine, under ``flock /tmp/cpu-heavy.lock``)::
+Run from the repository root, on an otherwise idle machine::
 
     python benchmarks/latency_table.py --quick      # tiny, 100 networks, 20 runs of ~2 ms
     python benchmarks/latency_table.py              # tiny and cifar, 40 runs of ~5 ms
