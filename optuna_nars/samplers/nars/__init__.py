@@ -8,6 +8,9 @@
 * ``_scale``: predicted normal scores back on the objective's scale, monotone beyond the labels.
 * ``_acquisition``: scoring the pool (expected improvement, or mean + w * std) and the genetic
   search over the predictor.
+* ``_pareto``: multi-objective studies: free objectives computed, the learned one predicted,
+  proposals by predicted hypervolume improvement.
+* ``_state``: the per-process state of a space (pool, predictors, fits) and the timings.
 * ``_search``: re-targeting a study to a new budget (:class:`Proposal` s, no training).
 * ``_shared_fit``, ``_ranked``, ``_shared_encoder``, ``_lease``: what workers of one study share
   through it (each fit's rankings, the pretrained encoder) and the leases that make one worker

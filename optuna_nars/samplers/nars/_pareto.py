@@ -53,7 +53,8 @@ from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set
 from optuna_nars.space import SearchSpace
 
 if TYPE_CHECKING:
-    from optuna_nars.samplers.nars.sampler import NARSSampler, _NARSContext
+    from optuna_nars.samplers.nars._state import NARSContext
+    from optuna_nars.samplers.nars.sampler import NARSSampler
 
 __all__ = ["ParetoCache", "check_objective_metrics", "check_study", "propose_pareto"]
 
@@ -212,7 +213,7 @@ def improvement(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.nd
     return out
 
 
-def _evolved(sampler: NARSSampler, ctx: _NARSContext, fit: Fit, key: str, axes: _Axes,
+def _evolved(sampler: NARSSampler, ctx: NARSContext, fit: Fit, key: str, axes: _Axes,
              front: np.ndarray, front_rows: np.ndarray, ref: np.ndarray,
              cache: ParetoCache) -> np.ndarray:
     """The genetic search's final population for ``fit``, climbing the predicted HVI over the
@@ -237,7 +238,7 @@ def _evolved(sampler: NARSSampler, ctx: _NARSContext, fit: Fit, key: str, axes: 
     return cache.evolved[key]
 
 
-def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: _NARSContext,
+def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: NARSContext,
                    rows: StudyRows) -> Claim | None:
     """The claim for ``trial`` of a multi-objective study; ``None`` when the QMC pool order
     applies (the warm start, or too few distinct labels to fit)."""

@@ -29,7 +29,8 @@ from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._scale import scores_to_values
 
 if TYPE_CHECKING:
-    from optuna_nars.samplers.nars.sampler import NARSSampler, _NARSContext
+    from optuna_nars.samplers.nars._state import NARSContext
+    from optuna_nars.samplers.nars.sampler import NARSSampler
 
 __all__ = ["Proposal", "search", "top_proposals"]
 
@@ -88,8 +89,8 @@ def search(
     search_space = sampler._relative_space(study)
     if not search_space:
         raise ValueError("The study has no search space yet; run some trials first.")
-    base = cast("_NARSContext", sampler._context(search_space))
-    ctx = cast("_NARSContext", sampler._make_context(search_space, constraints))
+    base = cast("NARSContext", sampler._context(search_space))
+    ctx = cast("NARSContext", sampler._make_context(search_space, constraints))
     ctx.pretrained = sampler._pretrained(base, study)
     numbers, x, y = labelled_rows(study, read_rows(study, ctx, exclude=None))
     if len(numbers) < 2 or np.ptp(y) == 0:

@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import functools
 import time
-import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar, cast
 
 import numpy as np
@@ -67,44 +65,12 @@ from optuna_nars.samplers.nars._shared_fit import (
     obtain,
     recorded_predictions,
 )
+from optuna_nars.samplers.nars._state import NARSContext, Timing
 from optuna_nars.space import SearchSpace
 
 __all__ = ["NARSSampler", "Timing"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
-
-
-@dataclass(frozen=True)
-class Timing:
-    """One timed step of a :class:`NARSSampler`'s work (see :attr:`NARSSampler.timings`).
-
-    ``step`` is ``"pretrain"`` (building the pretrained predictor: the encoder's pretraining on
-    the free metrics), ``"shared_encoder"`` (building it from the encoder another worker
-    pretrained and published to the study), ``"refit"`` (fitting the predictor on ``n_labels``
-    labels, predicting the pool and its Kendall tau, cross-validated only before the free
-    prequential one is available; pretraining excluded) or ``"genetic_search"`` (the genetic
-    search over a predictor fitted on ``n_labels`` labels). ``n_labels`` is 0 for the first two.
-    """
-
-    step: str
-    n_labels: int
-    seconds: float
-
-
-@dataclass
-class _NARSContext(SpaceContext):
-    """The base context plus NARSSampler's pool and predictors for that space."""
-
-    pool: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # feasible, QMC order
-    pretrained: NARSPredictor | None = None
-    # Fits by the digest of what they were fitted on (_shared_fit.fit_digest), latest only: this
-    # process's own fit, the shared rankings, the complete rankings of this process's fit.
-    base: str = ""  # _shared_fit.base_digest, once the pool is known
-    owner: str = field(default_factory=lambda: uuid.uuid4().hex)  # this worker, in leases
-    fits: dict[str, Fit] = field(default_factory=dict)
-    ranked: dict[str, Ranked] = field(default_factory=dict)
-    complete: dict[str, Ranked] = field(default_factory=dict)
-    pareto: _pareto.ParetoCache | None = None  # with objective_metrics (multi-objective)
 
 
 class NARSSampler(BaseNASSampler):
@@ -158,7 +124,7 @@ class NARSSampler(BaseNASSampler):
             same file.
     """
 
-    _context_class = _NARSContext
+    _context_class = NARSContext
     _runtime_attrs: ClassVar[tuple[str, ...]] = (*BaseNASSampler._runtime_attrs, "_timings")
 
     def __init__(
@@ -232,7 +198,7 @@ class NARSSampler(BaseNASSampler):
         self._timings.append(Timing(step, n_labels, time.perf_counter() - start))
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
-        ctx = cast(_NARSContext, ctx)
+        ctx = cast(NARSContext, ctx)
         pool = ctx.param_space.sample_values(self._pool_size, seed=self._seed)
         feasible = ctx.feasible(pool)
         if not feasible.any():
@@ -249,7 +215,7 @@ class NARSSampler(BaseNASSampler):
 
     # ---- the predictor (cached per context) -------------------------------------------------
 
-    def _pretrained(self, ctx: _NARSContext, study: Study) -> NARSPredictor:
+    def _pretrained(self, ctx: NARSContext, study: Study) -> NARSPredictor:
         """The pretrained predictor of ``ctx``: its encoder pretrained once per study among all
         workers (:mod:`~optuna_nars.samplers.nars._shared_encoder`)."""
         with self._lock:
@@ -262,7 +228,7 @@ class NARSSampler(BaseNASSampler):
                 self._timed("pretrain" if here else "shared_encoder", 0, start)
             return ctx.pretrained
 
-    def _base(self, ctx: _NARSContext) -> str:
+    def _base(self, ctx: NARSContext) -> str:
         """The digest of the settings and the pool that every fit of ``ctx`` depends on."""
         if not ctx.base:
             settings = {
@@ -277,7 +243,7 @@ class NARSSampler(BaseNASSampler):
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
-    def _fit(self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray,
+    def _fit(self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray,
              y: np.ndarray, predicted: np.ndarray | None = None) -> Fit:
         """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``, proposed
         with the ``predicted`` values: :func:`recorded_predictions`), cached by what it was
@@ -296,7 +262,7 @@ class NARSSampler(BaseNASSampler):
             return fit
 
     def _ranked(
-        self, study: Study, ctx: _NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
+        self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
         trial_number: int, stage: Stage, claimed: set[RowKey], predicted: np.ndarray,
     ) -> Ranked | None:
         """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
@@ -342,7 +308,7 @@ class NARSSampler(BaseNASSampler):
                 ranked = complete
             return ranked
 
-    def _evolve(self, ctx: _NARSContext, acquisition: Acquisition, x: np.ndarray,
+    def _evolve(self, ctx: NARSContext, acquisition: Acquisition, x: np.ndarray,
                 y: np.ndarray) -> Ranking:
         start = time.perf_counter()
         ranking = acquisition.evolve(ctx.pool, x, y, ctx.feasible, self._seed)
@@ -358,7 +324,7 @@ class NARSSampler(BaseNASSampler):
     def _propose(
         self, study: Study, trial: FrozenTrial, ctx: SpaceContext, rows: StudyRows
     ) -> Claim:
-        ctx = cast(_NARSContext, ctx)
+        ctx = cast(NARSContext, ctx)
         stage = self.plan.stage(trial.number)
         if study._is_multi_objective():
             claim = _pareto.propose_pareto(self, study, trial, ctx, rows)
