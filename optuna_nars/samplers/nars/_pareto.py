@@ -49,7 +49,7 @@ from optuna_nars.predictor import encode_split
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._context import SpaceContext, StudyRows
 from optuna_nars.samplers.nars._model import Fit
-from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set
+from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set, recorded_predictions
 from optuna_nars.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -249,11 +249,13 @@ def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: 
     if stage == Stage.QMC:
         return None
     batch = sampler._batch_size
+    learned = entries.index(None)
     numbers, x, y = fit_set(study, rows, batch, min(batch, sampler._n_startup_trials),
-                            objective=entries.index(None))
+                            objective=learned)
     if len(numbers) < 2 or np.ptp(y) == 0:
         return None
-    fit = sampler._fit(ctx, numbers, x, y)
+    predicted = recorded_predictions(study, rows, numbers, objective=learned)
+    fit = sampler._fit(study, ctx, numbers, x, y, predicted)
     axes = _axes(entries, study, fit, cache.pool_metrics)
     ref = np.full(len(entries), 1.0 + _MARGIN)
     values = ctx.pool

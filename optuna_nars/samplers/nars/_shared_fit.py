@@ -79,11 +79,13 @@ def fit_set(
     return [numbers[i] for i in chosen], x[chosen], y[chosen]
 
 
-def recorded_predictions(study: Study, rows: StudyRows, numbers: list[int]) -> np.ndarray:
+def recorded_predictions(study: Study, rows: StudyRows, numbers: list[int],
+                         objective: int | None = None) -> np.ndarray:
     """The prediction each of trials ``numbers`` was proposed with (the ``nars:predicted``
-    trial attribute, written before the trial ran), signed as the labels are (larger is
-    better); NaN for a trial proposed without one (warm start, enqueued)."""
-    sign = direction_sign(study)
+    trial attribute, written before the trial ran), signed as the labels (of ``objective`` in
+    a multi-objective study) are: larger is better; NaN for a trial proposed without one
+    (warm start, enqueued)."""
+    sign = direction_sign(study, objective)
     by_number = {t.number: t.user_attrs.get(PREDICTED_KEY) for t in rows.trials}
     values = [finite_number(by_number.get(n)) for n in numbers]
     return np.array([math.nan if v is None else sign * v for v in values], dtype=float)
