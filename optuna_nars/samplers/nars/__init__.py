@@ -2,7 +2,7 @@
 
 * ``sampler``: :class:`NARSSampler` itself: the constructor, and the proposal wiring the pieces.
 * ``_schedule``: :class:`StagePlan` (the stages by trial number), the refit schedule, the
-  trust-region alternation (off by default since expected improvement replaced it).
+  trust-region alternation.
 * ``_model``: the predictor: pretraining on free labels, fitting on the labels' normal scores,
   the fit record (predictions back on the objective's scale, distance to measured pairs).
 * ``_scale``: predicted normal scores back on the objective's scale, monotone beyond the labels.

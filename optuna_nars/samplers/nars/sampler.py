@@ -13,10 +13,11 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
 
 The predictor learns the normal scores of the labels' ranks and its predictions are reported
 back on the objective's scale, extrapolated monotonically beyond the measured range
-(``_model``, ``_scale``). Its members are fitted on bootstrap resamples, so that their spread
-grows where the labels say little, and stages 2 and 3 propose by expected improvement over the
-best label (``acquisition``, ``_acquisition``): that keeps the predictor from chasing its own
-extrapolation without the trust-region alternation (``trust_region``, still available); see
+(``_model``, ``_scale``). On every other proposal of stages 2 and 3 the acquisition is
+penalised by the distance to the nearest measured pair (``trust_region``, ``_acquisition``),
+which keeps the predictor from chasing its own extrapolation. Expected improvement over a
+bootstrap ensemble (``acquisition="ei"``, ``NARSPredictor(bootstrap=True)``) is available; it
+helped on 5 screening seeds and lost on 10 at 100-200 trials, so it is not the default; see
 ``benchmarks/RESULTS.md`` for what each change did.
 In a multi-objective study (``objective_metrics``), stages 2 and 3 propose by predicted
 hypervolume improvement (``_pareto``).
@@ -98,18 +99,18 @@ class NARSSampler(BaseNASSampler):
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
         exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
             (``acquisition="ucb"``).
-        acquisition: ``"ei"`` (the default): the expected improvement over the best label under
-            the ensemble's normal ``(mean, std)``; or ``"ucb"``: ``mean + exploration * std``
-            (with ``exploration=0`` the predicted score itself, the choice before issue 12).
+        acquisition: ``"ucb"`` (the default): ``mean + exploration * std`` (with
+            ``exploration=0`` the predicted score itself); or ``"ei"``: the expected improvement
+            over the best label under the ensemble's normal ``(mean, std)``, best with a
+            ``NARSPredictor(bootstrap=True)`` whose spread means something, and ``trust_region=0``.
         trust_region: On every other proposal, the acquisition is penalised by this weight times
             the candidate's distance to the nearest measured pair (in units of the measured
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
-            that half the proposals stay where the predictor has data. ``0`` (the default)
-            disables it; it was 1.0 with ``acquisition="ucb"`` before expected improvement
-            replaced it (it is on the scale of the normal scores, not of an improvement).
+            that half the proposals stay where the predictor has data. ``0`` disables it (it is
+            on the scale of the normal scores, so use ``0`` with ``acquisition="ei"``).
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
-            from (ensemble size, epochs, ...), used as configured. Default:
-            ``NARSPredictor(bootstrap=True)``, whose spread the expected improvement needs.
+            from (ensemble size, epochs, bootstrap, ...), used as configured. Default:
+            ``NARSPredictor()``.
         objective_metrics: For a multi-objective study, per objective: ``None`` for the one the
             predictor learns, else the free metric it equals (``"flops"``, ``"params"``, a
             ``proxy_metrics`` output), computed exactly; e.g. ``[None, "flops"]`` for
@@ -140,8 +141,8 @@ class NARSSampler(BaseNASSampler):
         pool_size: int = 20_000,
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
-        trust_region: float = 0.0,
-        acquisition: str = "ei",
+        trust_region: float = 1.0,
+        acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
@@ -168,9 +169,9 @@ class NARSSampler(BaseNASSampler):
         self._trust_region = check_real("trust_region", trust_region, low=0)
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}. "
-                             f"Got {acquisition!r}. Use e.g. acquisition='ei'.")
+                             f"Got {acquisition!r}. Use e.g. acquisition='ucb'.")
         self._acquisition_kind = acquisition
-        self._predictor_template = predictor or NARSPredictor(bootstrap=True)
+        self._predictor_template = predictor or NARSPredictor()
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
