@@ -323,10 +323,11 @@ def write_report(results: Path, report: Path) -> int:
     results.write_text(json.dumps(data, indent=1))
     body = markdown(data["summary"])
     print(body)
+    shown = results.relative_to(ROOT) if results.is_relative_to(ROOT) else results
     header = (f"Run started {data['date']} by `{data['command']}` (library "
               f"{data['git']['commit'][:7]}, {data['wall_s'] / 60:.0f} min wall, "
               f"{data['machine']['cpu_count']} CPUs, optuna {data['machine']['optuna']}); "
-              f"runs and summary in `{results.relative_to(ROOT)}`. Hypervolume of the true "
+              f"runs and summary in `{shown}`. Hypervolume of the true "
               "values of the trials so far, normalised over the table, reference point (1, 1): "
               "the median accuracy and the largest cost (see the docstring of "
               "`benchmarks/suite/multi_objective.py`); higher is better; rank 1 is best.\n\n")
