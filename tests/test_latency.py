@@ -106,27 +106,60 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path: Path) -> None:
         return flop_timer(module, x)
 
     table = build_table(space, path, timer=counting, progress=False)
-    assert len(counted) == n_blocks - 5 and len(table) == n_blocks
+    assert len(counted) == 5 * n_blocks - 5 and len(table) == n_blocks  # 5 rounds
     assert LatencyTable.load(path).info["complete"] is True
     full = build_table(space, tmp_path / "full.json", timer=flop_timer, progress=False)
     assert table.entries == full.entries
 
 
-def test_calibration_fits_the_networks_cost_outside_their_blocks(tmp_path: Path) -> None:
+def test_rounds_spread_each_blocks_runs_and_keep_the_fastest(tmp_path: Path) -> None:
+    """A burst of slowness (here: the second round, 3x slower) lands in one round of every
+    block, and the minimum (the default sum) ignores it; the median of rounds resists it."""
+    space = SearchSpace(stages=(StageSpec(3, (2, 4), IntRange(8, 16, 8), IntRange(1, 2), 2),),
+                        resolution=16, stem_channels=8, stem_stride=1, head_channels=32,
+                        in_channels=1, num_classes=4)
+    n_blocks = len(enumerate_blocks(space))
+    order: list[int] = []
+
+    def bursty(module: nn.Module, x: torch.Tensor) -> Timed:
+        order.append(id(module))
+        t = flop_timer(module, x)
+        slow = 3.0 if n_blocks <= len(order) < 2 * n_blocks else 1.0
+        return Timed(t.median * slow, 0.0, t.minimum * slow, 1)
+
+    table = build_table(space, tmp_path / "t.json", timer=bursty, progress=False, passes=3)
+    steady = build_table(space, tmp_path / "s.json", timer=flop_timer, progress=False, passes=1)
+    assert len(order) == 3 * n_blocks and table.info["passes"] == 3
+    assert table.statistic == "min_ms"
+    for key, entry in table.entries.items():
+        assert entry["passes"] == 3 and entry["runs"] == 3
+        assert entry["min_ms"] == pytest.approx(steady.entries[key]["min_ms"])
+        assert entry["median_ms"] == pytest.approx(steady.entries[key]["median_ms"])
+        assert max(entry["pass_medians_ms"]) == pytest.approx(3 * entry["median_ms"])
+    with pytest.raises(ValueError, match="passes"):
+        build_table(space, tmp_path / "x.json", timer=flop_timer, progress=False, passes=0)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.2])
+def test_calibration_fits_the_networks_cost_beyond_their_blocks(tmp_path: Path,
+                                                               scale: float) -> None:
     def timer(module: nn.Module, x: torch.Tensor) -> Timed:
         t = flop_timer(module, x)
-        extra = 0.005 if isinstance(module, InvertedResidualNet) else 0.0  # 5 ms per network
-        return Timed(t.median + extra, 0.0, t.minimum + extra, 1)
+        if isinstance(module, InvertedResidualNet):  # 5 ms per network, x scale
+            return Timed(scale * t.median + 0.005, 0.0, scale * t.minimum + 0.005, 1)
+        return t
 
     space = SearchSpace(stages=(StageSpec(3, (2, 4), IntRange(8, 16, 8), IntRange(1, 2), 2),),
                         resolution=16, stem_channels=8, stem_stride=1, head_channels=32,
                         in_channels=1, num_classes=4)
-    table = build_table(space, tmp_path / "t.json", timer=timer, progress=False, calibrate=4)
-    assert table.overhead_ms == pytest.approx(5.0)
-    assert LatencyTable.load(tmp_path / "t.json").info["calibration"]["networks"] == 4
+    table = build_table(space, tmp_path / "t.json", timer=timer, progress=False, calibrate=8)
+    assert table.overhead_ms == pytest.approx(5.0) and table.scale == pytest.approx(scale)
+    loaded = LatencyTable.load(tmp_path / "t.json")
+    assert loaded.info["calibration"]["networks"] == 8 and loaded.scale == pytest.approx(scale)
     values = space.sample_values(8, seed=3)
     arch = space.decode(values[:1])[0].architecture
-    assert table.latency_ms(space, values[:1])[0] == pytest.approx(model_flops(arch, space) + 5)
+    assert loaded.latency_ms(space, values[:1])[0] == pytest.approx(
+        scale * model_flops(arch, space) + 5)
 
 
 def test_load_errors_name_the_problem_and_the_fix(tiny_table: Path, tmp_path: Path) -> None:
@@ -149,13 +182,18 @@ def test_load_errors_name_the_problem_and_the_fix(tiny_table: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="'threads' must be a int"):
         load_with({"threads": "one"})
     key = next(iter(data["entries"]))
-    with pytest.raises(ValueError, match=r"entry .*\(.*no valid median_ms"):
-        load_with({"entries": {**data["entries"], key: {"median_ms": -1}}})
+    assert data["statistic"] == "min_ms"  # the default sum
+    with pytest.raises(ValueError, match=r"entry .*\(.*no valid min_ms"):
+        load_with({"entries": {**data["entries"], key: {"min_ms": -1}}})
     with pytest.raises(ValueError, match="statistic must be one of"):
         load_with({"statistic": "mean_ms"})
+    with pytest.raises(ValueError, match="'scale' must be a positive number.*damaged"):
+        load_with({"scale": 0})
+    with pytest.raises(ValueError, match="'overhead_ms' must be a number.*damaged"):
+        load_with({"overhead_ms": "fast"})
     halved = {k: {**e, "min_ms": e["median_ms"] / 2} for k, e in data["entries"].items()}
     by_min = LatencyTable.from_dict({**data, "entries": halved, "statistic": "min_ms"})
-    by_median = LatencyTable.from_dict(data)
+    by_median = LatencyTable.from_dict({**data, "statistic": "median_ms"})
     values = TINY.sample_values(50, seed=0)
     assert np.allclose(by_min.latency_ms(TINY, values), by_median.latency_ms(TINY, values) / 2)
     with pytest.raises(ValueError, match="another search space.*for this space"):
@@ -206,18 +244,23 @@ def test_latency_table_command_round_trip(tmp_path: Path,
     spec.write_text(space.to_json())
     out = tmp_path / "table.json"
     argv = ["latency-table", "--space", str(spec), "--repeats", "3", "--warmup", "1",
-            "--run-ms", "0.5", "-o", str(out), "--no-progress"]
+            "--run-ms", "0.5", "--calibrate", "0", "-o", str(out), "--no-progress"]
     assert cli_main(argv) == 0
     table = LatencyTable.load(out, space=space)
     assert len(table) == len(enumerate_blocks(space)) and table.threads == 1
     assert table.device == "cpu" and table.torch == torch.__version__
-    assert all(e["median_ms"] > 0 and e["runs"] == 3 for e in table.entries.values())
+    assert all(e["min_ms"] > 0 and e["runs"] == 5 * 3 and e["passes"] == 5  # 5 rounds
+               for e in table.entries.values())
     assert "blocks on cpu" in capsys.readouterr().err
     assert cli_main(argv) == 0  # complete: nothing left to measure
     assert cli_main([*argv, "--calibrate", "2"]) == 0  # then calibrated, blocks kept
     calibrated = LatencyTable.load(out)
     assert calibrated.info["calibration"]["networks"] == 2
     assert calibrated.entries == table.entries
+    assert table.scale == 1.0 and table.overhead_ms == 0.0 and calibrated.scale > 0
+    default = tmp_path / "default.json"
+    assert cli_main([*argv[:-5], "-o", str(default), "--no-progress"]) == 0
+    assert LatencyTable.load(default).info["calibration"]["networks"] == 50  # by default
     assert cli_main([*argv[:-3], "--threads", "2", "-o", str(out)]) == 1  # other settings
     assert cli_main(["latency-table", "--space", "nowhere.json", "-o", str(out)]) == 2
 

@@ -299,21 +299,23 @@ def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
                          help="CPU threads while timing (default: 1)")
     latency.add_argument("--batch-size", type=positive_int, default=1,
                          help="images per timed forward pass (default: 1)")
-    latency.add_argument("--repeats", type=positive_int, default=20,
-                         help="timed runs per block; the table keeps their median and IQR "
-                         "(default: 20)")
+    latency.add_argument("--passes", type=positive_int, default=5,
+                         help="rounds over all blocks, each timing every block once, so that "
+                         "a block's runs lie seconds apart (default: 5)")
+    latency.add_argument("--repeats", type=positive_int, default=10,
+                         help="timed runs per block and round (default: 10)")
     latency.add_argument("--warmup", type=positive_int, default=10,
-                         help="untimed calls per block first (default: 10)")
-    latency.add_argument("--run-ms", type=positive_float, default=10.0,
-                         help="about how long one timed run lasts (default: 10)")
-    latency.add_argument("--statistic", choices=("median", "min"), default="median",
-                         help="what a candidate's latency sums of its blocks' runs: the median, "
-                         "or the minimum (steadier on a machine busy with other work); both "
-                         "are kept (default: median)")
-    latency.add_argument("--calibrate", type=non_negative_int, default=0, metavar="N",
-                         help="then time N random networks whole and add the median of "
-                         "(measured - summed) to every sum: their cost outside the blocks "
-                         "(default: 0, none)")
+                         help="untimed calls per block and round first (default: 10)")
+    latency.add_argument("--run-ms", type=positive_float, default=5.0,
+                         help="about how long one timed run lasts (default: 5)")
+    latency.add_argument("--statistic", choices=("min", "median"), default="min",
+                         help="what a candidate's latency sums of its blocks' runs: the minimum "
+                         "(steady: other work only ever adds time), or the median of the "
+                         "rounds' medians; both are kept (default: min)")
+    latency.add_argument("--calibrate", type=non_negative_int, default=50, metavar="N",
+                         help="then time N random networks whole and fit measured = scale x "
+                         "summed + overhead to them: a network's cost beyond its blocks timed "
+                         "alone, 10-30%% on a CPU (default: 50; 0: none)")
     latency.add_argument("-o", "--output", required=True, metavar="PATH",
                          help="the table's JSON file; a partial one there is continued")
     latency.add_argument("--no-progress", dest="progress", action="store_false",

@@ -22,7 +22,8 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
                         run_ms=args.run_ms)
     try:
         table = build_table(space, args.output, device=args.device, threads=args.threads,
-                            batch_size=args.batch_size, timer=timer, progress=args.progress,
+                            batch_size=args.batch_size, timer=timer, passes=args.passes,
+                            progress=args.progress,
                             statistic=f"{args.statistic}_ms", calibrate=args.calibrate,
                             info={"space": args.space, "repeats": args.repeats,
                                   "warmup": args.warmup, "run_ms": args.run_ms})
@@ -32,6 +33,7 @@ def cmd_latency_table(args: argparse.Namespace) -> int:
     to_stderr(f"Wrote {args.output}: {len(table)} blocks on {args.device} "
               f"({args.threads} thread{'s' if args.threads != 1 else ''}, batch "
               f"{args.batch_size}), {ms[0]:.4f}-{ms[-1]:.4f} ms per block"
-              + (f", overhead {table.overhead_ms:+.4f} ms per network" if args.calibrate
+              + (f", calibrated: {table.scale:.3f} x sum {table.overhead_ms:+.4f} ms"
+                 if args.calibrate
                  else "") + ".")
     return EXIT_OK

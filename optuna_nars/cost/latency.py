@@ -48,13 +48,16 @@ class LatencyTable:
             or ``"min_ms"`` (steadier on a machine shared with other work).
         overhead_ms: A constant added to every candidate's sum (the network's own cost
             outside its blocks; 0 unless calibrated).
+        scale: What every candidate's sum is multiplied by before ``overhead_ms`` is added
+            (a whole network runs slower than its blocks timed alone, probably because a lone
+            block keeps its weights in cache between runs; 1 unless calibrated).
         info: Anything else worth keeping (the space's name, dates, timer settings).
         source: Where the table came from, for messages.
     """
 
     def __init__(self, entries: Mapping[str, Mapping[str, float]], *, space_fingerprint: str,
                  device: str, torch: str, threads: int, batch_size: int,
-                 statistic: str = "median_ms", overhead_ms: float = 0.0,
+                 statistic: str = "median_ms", overhead_ms: float = 0.0, scale: float = 1.0,
                  info: Mapping[str, Any] | None = None,
                  source: str = "the latency table") -> None:
         self.entries = {k: dict(v) for k, v in entries.items()}
@@ -65,6 +68,9 @@ class LatencyTable:
             raise ValueError(f"statistic must be one of {STATISTICS}, got {statistic!r}.")
         self.statistic = statistic
         self.overhead_ms = float(overhead_ms)
+        if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a positive number, got {scale!r}.")
+        self.scale = float(scale)
         self.info = dict(info or {})
         self.source = source
 
@@ -82,7 +88,7 @@ class LatencyTable:
         return {"format": FORMAT, "version": VERSION, "device": self.device,
                 "torch": self.torch, "threads": self.threads, "batch_size": self.batch_size,
                 "statistic": self.statistic, "space_fingerprint": self.space_fingerprint,
-                "overhead_ms": self.overhead_ms,
+                "overhead_ms": self.overhead_ms, "scale": self.scale,
                 "info": self.info, "entries": dict(sorted(self.entries.items()))}
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -118,10 +124,17 @@ class LatencyTable:
             if not isinstance(ms, (int, float)) or not math.isfinite(ms) or ms < 0:
                 raise ValueError(f"{source}: entry {key} has no valid {statistic} ({entry!r}); "
                                  f"the file is damaged, {_REBUILD}.")
+        for key in ("overhead_ms", "scale"):
+            number = data.get(key, 0.0 if key == "overhead_ms" else 1.0)
+            if (not isinstance(number, (int, float)) or isinstance(number, bool)
+                    or not math.isfinite(number) or (key == "scale" and number <= 0)):
+                raise ValueError(f"{source}: field {key!r} must be a "
+                                 f"{'positive ' if key == 'scale' else ''}number, got "
+                                 f"{number!r}; the file is damaged, {_REBUILD}.")
         table = cls(data["entries"], space_fingerprint=data["space_fingerprint"],
                     device=data["device"], torch=data["torch"], threads=data["threads"],
                     batch_size=data["batch_size"], statistic=statistic,
-                    overhead_ms=data.get("overhead_ms", 0.0),
+                    overhead_ms=data.get("overhead_ms", 0.0), scale=data.get("scale", 1.0),
                     info=data.get("info"), source=source)
         if space is not None:
             table.check_space(space)
@@ -170,7 +183,7 @@ class LatencyTable:
         """
         self.check_space(space)
         values = np.atleast_2d(values)
-        total = np.full(len(values), self.overhead_ms)
+        total = np.zeros(len(values))
         for slot in block_slots(space, values):
             missing = [k for k in slot.keys if k not in self.entries]
             if missing:
@@ -182,4 +195,4 @@ class LatencyTable:
                 )
             ms = np.array([self.entries[k][self.statistic] for k in slot.keys])
             total += slot.count * ms[slot.index]
-        return total
+        return self.scale * total + self.overhead_ms

@@ -3,17 +3,21 @@ blocks as :func:`~optuna_nars.models.build_model` and timed with ``torch.utils.b
 
 Each block runs in inference mode (``eval()``, ``torch.inference_mode``) on a batch of its
 input shape: a warm-up, then ``repeats`` timed runs of ``number`` calls each (``number`` chosen
-so that a run lasts about ``run_ms``), with a fixed thread count; the table keeps the median,
-the inter-quartile range and the minimum of the runs per block. On a machine shared with other
-work the minimum is the steadier statistic (other processes only ever add time, as
-``timeit``'s documentation says), so a table can be summed by either. The partial table is
-saved as it grows, so an interrupted build continues where it stopped. Optionally
-(``calibrate``) a few whole networks are timed too, to fit the constant the networks cost
-beyond their blocks.
+so that a run lasts about ``run_ms``), with a fixed thread count. The blocks are timed in
+``passes`` rounds, each round over every block, so that one block's runs lie seconds apart:
+on a shared (virtual) machine the speed drops for bursts of a second or so (1.7x slower was
+seen here), and a block timed only inside one burst would be wrong in every network that uses
+it. Per block the table keeps the minimum over all runs, the median of the rounds' medians
+and their inter-quartile range; other processes only ever add time (``timeit``'s
+documentation), so the minimum, the default sum, is the steady statistic. The partial table
+is saved as it grows, so an interrupted build continues where it stopped. Optionally
+(``calibrate``) a few whole networks are timed too (as many rounds), to fit the constant the
+networks cost beyond their blocks.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -28,12 +32,13 @@ from torch import nn
 from torch.utils import benchmark
 from torchvision.ops import Conv2dNormActivation
 
+from optuna_nars._validation import check_int
 from optuna_nars.cost.blocks import Block, enumerate_blocks, space_fingerprint
 from optuna_nars.cost.latency import LatencyTable
 from optuna_nars.models import InvertedResidual, activation_layer, build_model
 from optuna_nars.space import SearchSpace
 
-__all__ = ["Timed", "Timing", "block_module", "build_table", "time_module"]
+__all__ = ["Timed", "Timing", "block_module", "build_table", "time_module", "time_networks"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
@@ -117,22 +122,60 @@ def _resumed(path: Path, space: SearchSpace, device: str, threads: int,
     return table
 
 
-def _calibrate(table: LatencyTable, space: SearchSpace, n: int, measure: Timing, device: str,
-               batch_size: int) -> None:
-    """Set ``table.overhead_ms`` from ``n`` random networks timed whole (seed 0)."""
-    table.overhead_ms = 0.0
-    values = space.sample_values(n, seed=0, method="random")
-    field = "median" if table.statistic == "median_ms" else "minimum"
-    measured = []
-    for candidate in space.decode(values):  # (in inference mode: the caller's)
+def _passes(entry: dict[str, Any] | None) -> int:
+    """Rounds an entry holds (a table from before rounds holds one)."""
+    return 0 if entry is None else int(entry.get("passes", 1))
+
+
+def _merged(entry: dict[str, Any] | None, t: Timed) -> dict[str, Any]:
+    """A block's entry with one more round's timing ``t`` folded in."""
+    medians = [*(entry or {}).get("pass_medians_ms", []), t.median * 1e3]
+    iqrs = [*(entry or {}).get("pass_iqrs_ms", []), t.iqr * 1e3]
+    minimum = min(t.minimum * 1e3, (entry or {}).get("min_ms", math.inf))
+    return {"median_ms": float(np.median(medians)), "iqr_ms": float(np.median(iqrs)),
+            "min_ms": minimum, "runs": (entry or {}).get("runs", 0) + t.runs,
+            "passes": len(medians), "pass_medians_ms": medians, "pass_iqrs_ms": iqrs}
+
+
+def time_networks(space: SearchSpace, values: np.ndarray, measure: Timing, *,
+                  device: str = "cpu", batch_size: int = 1, passes: int = 1
+                  ) -> dict[str, np.ndarray]:
+    """Every row of ``values`` built whole and timed in ``passes`` rounds over all rows:
+    ``{"min_ms", "median_ms"}`` per row (minimum over all runs, median of the rounds'
+    medians), the statistics a table's sum predicts."""
+    models = []
+    for candidate in space.decode(values):
         arch = candidate.architecture
         model = build_model(arch, space.num_classes, space.in_channels).to(device).eval()
-        x = torch.randn(batch_size, space.in_channels, arch.resolution, arch.resolution,
-                        device=device)
-        measured.append(getattr(measure(model, x), field) * 1e3)
-    residual = np.array(measured) - table.latency_ms(space, values)
-    table.overhead_ms = float(np.median(residual))
+        models.append((model, torch.randn(batch_size, space.in_channels, arch.resolution,
+                                          arch.resolution, device=device)))
+    entries: list[dict[str, Any] | None] = [None] * len(models)
+    with torch.inference_mode():
+        for _ in range(passes):
+            for i, (model, x) in enumerate(models):
+                entries[i] = _merged(entries[i], measure(model, x))
+    return {stat: np.array([e[stat] for e in entries if e]) for stat in ("min_ms", "median_ms")}
+
+
+def _calibrate(table: LatencyTable, space: SearchSpace, n: int, measure: Timing, device: str,
+               batch_size: int, passes: int) -> None:
+    """Fit ``table.scale`` and ``table.overhead_ms`` to ``n`` random networks (seed 0) timed
+    whole: least squares of measured on summed; with fewer than 3 distinct sums, or a fit
+    that is not increasing, only the median overhead."""
+    table.overhead_ms, table.scale = 0.0, 1.0
+    values = space.sample_values(n, seed=0, method="random")
+    measured = time_networks(space, values, measure, device=device, batch_size=batch_size,
+                             passes=passes)[table.statistic]
+    summed = table.latency_ms(space, values)
+    if len(np.unique(summed)) >= 3:
+        scale, overhead = np.polyfit(summed, measured, 1)
+        if scale > 0:
+            table.scale, table.overhead_ms = float(scale), float(overhead)
+    if table.scale == 1.0:
+        table.overhead_ms = float(np.median(measured - summed))
+    residual = measured - table.latency_ms(space, values)
     table.info["calibration"] = {"networks": n, "overhead_ms": table.overhead_ms,
+                                 "scale": table.scale,
                                  "residual_iqr_ms": float(np.subtract(
                                      *np.percentile(residual, [75, 25])))}
 
@@ -145,8 +188,9 @@ def build_table(
     threads: int = 1,
     batch_size: int = 1,
     timer: Timing | None = None,
+    passes: int = 5,
     progress: bool = True,
-    statistic: str = "median_ms",
+    statistic: str = "min_ms",
     calibrate: int = 0,
     info: dict[str, Any] | None = None,
 ) -> LatencyTable:
@@ -155,46 +199,56 @@ def build_table(
 
     Args:
         timer: How a block is timed (default :func:`time_module` with ``threads``).
+        passes: Rounds over all blocks; each block is timed once per round (5 rounds cut the
+            spread of whole networks' sums by spreading every block's runs over the build).
         progress: Show a tqdm progress bar.
-        statistic: What the table sums, ``"median_ms"`` or ``"min_ms"`` (steadier on a
-            busy machine); both are kept.
+        statistic: What the table sums, ``"min_ms"`` (default, the steady one) or
+            ``"median_ms"``; both are kept.
         calibrate: Once every block is measured, time this many random networks of the space
-            whole and set the table's ``overhead_ms`` to the median of (measured - summed):
-            the network's own cost outside its blocks (its forward, the containers'
-            dispatch). 0 leaves it at 0.
+            whole and fit the table's ``scale`` and ``overhead_ms`` (measured = scale * summed
+            + overhead, least squares): a whole network's cost beyond its blocks timed alone
+            (its forward's dispatch; weights that no longer stay in cache). 0 leaves them at
+            1 and 0.
         info: Extra fields for the table's ``info`` (e.g. the space's name).
 
     Raises:
         ValueError: If ``path`` holds a table of another space or settings, or the space has a
             continuous architecture dimension.
     """
+    passes = int(check_int("passes", passes, minimum=1, owner="build_table"))
     path = Path(path)
     blocks = enumerate_blocks(space)
     table = _resumed(path, space, device, threads, batch_size)
     if table is None:
         table = _fresh_table(space, device, threads, batch_size, statistic, dict(info or {}))
-    todo = [b for b in blocks if b.key not in table.entries]
+    table.info["passes"] = passes
     measure = timer or time_module(threads)
     from tqdm.auto import tqdm
 
+    done = sum(min(passes, _passes(table.entries.get(b.key))) for b in blocks)
+    bar = tqdm(desc="blocks x passes", disable=not progress, initial=done,
+               total=len(blocks) * passes)
     saved = time.monotonic()
     try:
         with torch.inference_mode():
-            for block in tqdm(todo, desc="blocks", disable=not progress,
-                              initial=len(blocks) - len(todo), total=len(blocks)):
-                module, shape = block_module(block)
-                module = module.to(device).eval()
-                x = torch.randn(batch_size, *shape, device=device)
-                t = measure(module, x)
-                table.entries[block.key] = {"median_ms": t.median * 1e3, "iqr_ms": t.iqr * 1e3,
-                                            "min_ms": t.minimum * 1e3, "runs": t.runs}
-                if time.monotonic() - saved > _SAVE_EVERY_S:
-                    table.save(path)
-                    saved = time.monotonic()
+            for round_ in range(1, passes + 1):
+                for block in blocks:
+                    if _passes(table.entries.get(block.key)) >= round_:
+                        continue  # measured in this round before an interruption
+                    module, shape = block_module(block)
+                    t = measure(module.to(device).eval(),
+                                torch.randn(batch_size, *shape, device=device))
+                    table.entries[block.key] = _merged(table.entries.get(block.key), t)
+                    bar.update()
+                    if time.monotonic() - saved > _SAVE_EVERY_S:
+                        table.save(path)
+                        saved = time.monotonic()
             if calibrate and "calibration" not in table.info:
-                _calibrate(table, space, calibrate, measure, device, batch_size)
+                _calibrate(table, space, calibrate, measure, device, batch_size, passes)
     finally:
-        table.info["complete"] = len(table.entries) >= len(blocks)
+        bar.close()
+        table.info["complete"] = all(_passes(table.entries.get(b.key)) >= passes
+                                     for b in blocks)
         table.save(path)
     _logger.info(f"Latency table {path}: {len(table)} blocks measured on {device}.")
     return table

@@ -279,7 +279,7 @@ class BaseNASSampler(BaseSampler):
                 if claim.stage == Stage.REPEAT or keeps(rivals, trial.number):
                     break
                 lost.add(row_key(claim.row))
-            settle_claim(study, trial, claim)
+            settle_claim(study, trial, claim, ctx)
             if columns is None:
                 _logger.warning(
                     f"Trial {trial.number}: an enqueued parameter is not a value of the search "

@@ -33,7 +33,7 @@ from optuna_nars._keys import (
     Stage,
 )
 from optuna_nars._storage import set_trial_chunked
-from optuna_nars.samplers._context import SpaceContext, row_key, trial_row
+from optuna_nars.samplers._context import SpaceContext, current_row, row_key
 from optuna_nars.stale import released_trials
 
 __all__ = [
@@ -72,9 +72,11 @@ def publish_row(study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
     set_trial_chunked(study._storage, trial._trial_id, PROPOSAL_KEY, json.dumps(row.tolist()))
 
 
-def settle_claim(study: Study, trial: FrozenTrial, claim: Claim) -> None:
+def settle_claim(study: Study, trial: FrozenTrial, claim: Claim,
+                 ctx: SpaceContext | None = None) -> None:
     """Record that ``trial`` keeps ``claim`` (its row already published), with its stage and
-    prediction; the caller records its constraints."""
+    prediction; the caller records its constraints. ``ctx`` remembers the predictor quality
+    this process last published, so that it is not read back for every trial."""
     storage, trial_id = study._storage, trial._trial_id
     # First: workers waiting for this trial's verdict on the row stop waiting.
     storage.set_trial_system_attr(trial_id, CLAIM_KEPT_KEY, True)
@@ -84,7 +86,11 @@ def settle_claim(study: Study, trial: FrozenTrial, claim: Claim) -> None:
         storage.set_trial_user_attr(trial_id, PREDICTED_KEY, claim.predicted)
         storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, claim.predicted_std)
     if claim.quality is not None:
-        _publish_quality(study, claim.quality)
+        known = ctx.published_quality if ctx is not None else {}
+        key = (id(storage), study._study_id)
+        if known.get(key) != claim.quality:
+            _publish_quality(study, claim.quality)
+            known[key] = claim.quality
 
 
 def record_constraints(
@@ -131,7 +137,7 @@ def holders(
     released = released_trials(study, trials)  # failed by an interruption: no longer held
     for t in trials:
         if t.number != trial.number and t.number not in released:
-            other = trial_row(t, ctx)
+            other = current_row(study, t, ctx)
             if other is not None and row_key(other) == key:
                 final = (
                     bool(t.system_attrs.get(CLAIM_KEPT_KEY))

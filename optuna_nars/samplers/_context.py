@@ -31,6 +31,7 @@ __all__ = [
     "RowKey",
     "SpaceContext",
     "StudyRows",
+    "current_row",
     "direction_sign",
     "fixed_columns",
     "labelled_rows",
@@ -58,6 +59,8 @@ class SpaceContext:
     metrics: Metrics | None
     # Decoded rows of finished trials, keyed by (storage, trial id).
     finished_rows: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
+    # The predictor quality this process last published, keyed by (storage, study id).
+    published_quality: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
 
     def feasible(self, values: np.ndarray) -> np.ndarray:
         """Which rows of ``values`` meet every constraint."""
@@ -156,6 +159,17 @@ def fixed_columns(ctx: SpaceContext, fixed: Mapping[str, Any]) -> dict[int, floa
     return out
 
 
+def current_row(study: Study, trial: FrozenTrial, ctx: SpaceContext) -> np.ndarray | None:
+    """:func:`trial_row` of a trial just read from ``study``'s storage; finished trials never
+    change, so theirs is decoded once per process."""
+    if not trial.state.is_finished():
+        return trial_row(trial, ctx)
+    key = (id(study._storage), trial._trial_id)
+    if key not in ctx.finished_rows:
+        ctx.finished_rows[key] = trial_row(trial, ctx)
+    return ctx.finished_rows[key]
+
+
 def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows:
     """Rows of all trials but trial number ``exclude``, read afresh from the storage (other
     workers may have claimed rows since the last read)."""
@@ -167,14 +181,7 @@ def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows
     for t in trials:
         if t.number == exclude or t.number in released:
             continue
-        if t.state.is_finished():
-            # Finished trials never change: decode their params once.
-            key = (id(study._storage), t._trial_id)
-            if key not in ctx.finished_rows:
-                ctx.finished_rows[key] = trial_row(t, ctx)
-            row = ctx.finished_rows[key]
-        else:
-            row = trial_row(t, ctx)
+        row = current_row(study, t, ctx)
         if row is not None:
             rows[t.number] = row
             claimed.add(row_key(row))
