@@ -316,3 +316,23 @@ def test_width5x8_generator_reproduces_a_shipped_chunk() -> None:
     widths = np.asarray(WIDTHS)[table["configs"][chunk]]
     acc = train_chunk(widths, digits_split(), seed=1000 + 40, steps=150, batch=32, lr=5e-3)
     assert np.mean(np.abs(acc - table["val_acc"][chunk, 1])) < 0.01
+
+
+def test_runner_never_prunes_a_problem_that_reports_every_epoch() -> None:
+    """The real-training problem reports every epoch and asks ``should_prune``: the runner's
+    study must not prune (Optuna's default MedianPruner would, and lose the labels)."""
+
+    class Reporting(TabularProblem):
+        def evaluate(self, trial: optuna.Trial, rng: np.random.Generator) -> float:
+            value = super().evaluate(trial, rng)
+            for step in range(3):
+                trial.report(value - trial.number, step)  # later trials look worse and worse
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+            return value
+
+    toy = _toy()
+    problem = Reporting(name="toy", direction="maximize", grid=toy.grid, ordinal=(),
+                        index=toy.index, runs=toy.runs)
+    rec = run_study(problem, RandomSampler(seed=0), 12, seed=0)
+    assert rec["state"] == ["COMPLETE"] * 12

@@ -133,7 +133,10 @@ def run_study(
 ) -> dict[str, Any]:
     """Run ``n_trials`` trials of ``problem`` with ``sampler`` (in a new in-memory study unless
     one is given); per-trial records as lists."""
-    study = study or optuna.create_study(direction=problem.direction, sampler=sampler)
+    # No pruner: the suite compares samplers, and Optuna's default MedianPruner would stop a
+    # real-training problem's trials (which report every epoch) and lose their labels.
+    study = study or optuna.create_study(direction=problem.direction, sampler=sampler,
+                                         pruner=optuna.pruners.NopPruner())
     storage = study._storage
     rng = np.random.default_rng([seed, 20_261_130])  # the evaluation noise, apart from samplers
     rec: dict[str, list[Any]] = {k: [] for k in (
