@@ -5,14 +5,14 @@ Each block runs in inference mode (``eval()``, ``torch.inference_mode``) on a ba
 input shape: a warm-up, then ``repeats`` timed runs of ``number`` calls each (``number`` chosen
 so that a run lasts about ``run_ms``), with a fixed thread count. The blocks are timed in
 ``passes`` rounds, each round over every block, so that one block's runs lie seconds apart:
-on a shared (virtual) machine the speed drops for bursts of a second or so (1.7x slower was
-seen here), and a block timed only inside one burst would be wrong in every network that uses
-it. Per block the table keeps the minimum over all runs, the median of the rounds' medians
-and their inter-quartile range; other processes only ever add time (``timeit``'s
-documentation), so the minimum, the default sum, is the steady statistic. The partial table
-is saved as it grows, so an interrupted build continues where it stopped. Optionally
-(``calibrate``) a few whole networks are timed too (as many rounds), to fit the constant the
-networks cost beyond their blocks.
+on a shared (virtual) machine the speed changes while the table is built, and a block timed
+only inside one slow spell would be wrong in every network that uses it. Per block the table
+keeps the minimum over all runs, the median of the rounds' medians and their inter-quartile
+range; other processes only ever add time (``timeit``'s documentation), so the minimum, the
+default sum, is the steady statistic. The partial table is saved as it grows, so an
+interrupted build continues where it stopped. Optionally (``calibrate``) a few whole networks
+are timed too (as many rounds), to fit the scale and the overhead the networks cost beyond
+their blocks.
 """
 
 from __future__ import annotations
