@@ -5,10 +5,10 @@ latency table on this machine (``optuna_nars.cost.measure.build_table``: every d
 timed with ``torch.utils.benchmark``, batch 1, ``--threads`` threads), then times N random
 architectures of the space end to end with the same timer (``build_model``, ``eval()``,
 inference mode; ``time_networks``) and compares each network's measured minimum and median
-with the table's sums. Blocks and networks are both timed in ``--passes`` rounds (each round
-over all of them), so that a burst of slowness on a shared machine lands in one round only:
-R-squared (of measured against the sum itself, no fitting), median and worst relative error
-(goal: R-squared >= 0.95, median error <= 5%).
+with the table's sums: R-squared (of measured against the sum itself, no fitting), median and
+worst relative error (goal: R-squared >= 0.95, median error <= 5%). Blocks and networks are both
+timed in ``--passes`` rounds (each round over all of them), so that a burst of slowness on a
+shared machine lands in one round only.
 
 A table can hardly predict a network better than the network's own timings repeat: with rounds,
 the networks' odd rounds are also compared with their even rounds (the ceiling row).
@@ -123,15 +123,10 @@ def timed_rounds(space: SearchSpace, path: Path, values: np.ndarray, timer: Any,
     rounds: list[dict[str, np.ndarray]] = []
     table_s = 0.0
     for r in range(1, passes + 1):
-        if sequential and r == 1:
+        if not sequential or r == 1:  # sequential: every round of the table at once
             start = time.perf_counter()
-            table = build_table(space, path, threads=threads, timer=timer, passes=passes,
-                                progress=False, info=info)
-            table_s += time.perf_counter() - start
-        elif not sequential:
-            start = time.perf_counter()
-            table = build_table(space, path, threads=threads, timer=timer, passes=r,
-                                progress=False, info=info)
+            table = build_table(space, path, threads=threads, timer=timer,
+                                passes=passes if sequential else r, progress=False, info=info)
             table_s += time.perf_counter() - start
         rounds.append(time_networks(space, values, timer, passes=1))
         print(f"  round {r}/{passes} done", flush=True)

@@ -315,7 +315,7 @@ def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
     latency.add_argument("--calibrate", type=non_negative_int, default=50, metavar="N",
                          help="then time N random networks whole and fit measured = scale x "
                          "summed + overhead to them: a network's cost beyond its blocks timed "
-                         "alone, 10-30%% on a CPU (default: 50; 0: none)")
+                         "alone (default: 50; 0: none)")
     latency.add_argument("-o", "--output", required=True, metavar="PATH",
                          help="the table's JSON file; a partial one there is continued")
     latency.add_argument("--no-progress", dest="progress", action="store_false",

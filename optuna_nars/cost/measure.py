@@ -129,11 +129,12 @@ def _passes(entry: dict[str, Any] | None) -> int:
 
 def _merged(entry: dict[str, Any] | None, t: Timed) -> dict[str, Any]:
     """A block's entry with one more round's timing ``t`` folded in."""
-    medians = [*(entry or {}).get("pass_medians_ms", []), t.median * 1e3]
-    iqrs = [*(entry or {}).get("pass_iqrs_ms", []), t.iqr * 1e3]
-    minimum = min(t.minimum * 1e3, (entry or {}).get("min_ms", math.inf))
+    entry = entry or {}
+    medians = [*entry.get("pass_medians_ms", []), t.median * 1e3]
+    iqrs = [*entry.get("pass_iqrs_ms", []), t.iqr * 1e3]
+    minimum = min(t.minimum * 1e3, entry.get("min_ms", math.inf))
     return {"median_ms": float(np.median(medians)), "iqr_ms": float(np.median(iqrs)),
-            "min_ms": minimum, "runs": (entry or {}).get("runs", 0) + t.runs,
+            "min_ms": minimum, "runs": entry.get("runs", 0) + t.runs,
             "passes": len(medians), "pass_medians_ms": medians, "pass_iqrs_ms": iqrs}
 
 
@@ -207,8 +208,8 @@ def build_table(
         calibrate: Once every block is measured, time this many random networks of the space
             whole and fit the table's ``scale`` and ``overhead_ms`` (measured = scale * summed
             + overhead, least squares): a whole network's cost beyond its blocks timed alone
-            (its forward's dispatch; weights that no longer stay in cache). 0 leaves them at
-            1 and 0.
+            (its forward's dispatch; probably weights that no longer all stay in cache). 0
+            leaves them at 1 and 0.
         info: Extra fields for the table's ``info`` (e.g. the space's name).
 
     Raises:

@@ -383,7 +383,7 @@ class BaseNASSampler(BaseSampler):
         row = np.array([columns[c] for c in range(len(ctx.param_space))], dtype=float)
         with self._lock:
             self._publish(study, trial, row)
-            settle_claim(study, trial, Claim(row, None))
+            settle_claim(study, trial, Claim(row, None), ctx)
             record_constraints(study, trial, ctx, row, enqueued=True)
 
     def after_trial(

@@ -72,8 +72,7 @@ def publish_row(study: Study, trial: FrozenTrial, row: np.ndarray) -> None:
     set_trial_chunked(study._storage, trial._trial_id, PROPOSAL_KEY, json.dumps(row.tolist()))
 
 
-def settle_claim(study: Study, trial: FrozenTrial, claim: Claim,
-                 ctx: SpaceContext | None = None) -> None:
+def settle_claim(study: Study, trial: FrozenTrial, claim: Claim, ctx: SpaceContext) -> None:
     """Record that ``trial`` keeps ``claim`` (its row already published), with its stage and
     prediction; the caller records its constraints. ``ctx`` remembers the predictor quality
     this process last published, so that it is not read back for every trial."""
@@ -86,11 +85,7 @@ def settle_claim(study: Study, trial: FrozenTrial, claim: Claim,
         storage.set_trial_user_attr(trial_id, PREDICTED_KEY, claim.predicted)
         storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, claim.predicted_std)
     if claim.quality is not None:
-        known = ctx.published_quality if ctx is not None else {}
-        key = (id(storage), study._study_id)
-        if known.get(key) != claim.quality:
-            _publish_quality(study, claim.quality)
-            known[key] = claim.quality
+        _publish_quality(study, claim.quality, ctx.published_quality)
 
 
 def record_constraints(
@@ -113,8 +108,13 @@ def record_constraints(
         )
 
 
-def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
+def _publish_quality(study: Study, quality: dict[str, Any],
+                     published: dict[tuple[int, int], dict[str, Any]]) -> None:
+    """Write ``quality`` to the study unless this process last wrote the same (``published``)."""
     storage = study._storage
+    key = (id(storage), study._study_id)
+    if published.get(key) == quality:
+        return
     previous = storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
     if previous != quality:
         storage.set_study_system_attr(study._study_id, PREDICTOR_QUALITY_KEY, quality)
@@ -123,6 +123,7 @@ def _publish_quality(study: Study, quality: dict[str, Any]) -> None:
             f"{quality.get('kendall_tau_method') or 'cross-validated'} Kendall tau "
             f"{quality['kendall_tau']:.3f}."
         )
+    published[key] = quality
 
 
 def holders(
