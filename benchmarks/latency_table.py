@@ -23,8 +23,8 @@ half of the networks, evaluated on the other half only, so the "after" numbers a
 
 Run from the repository root, on an otherwise idle machine::
 
-    python benchmarks/latency_table.py --quick      # tiny, 100 networks, 5 x 10 runs of ~2 ms
-    python benchmarks/latency_table.py              # tiny and cifar, 5 x 10 runs of ~5 ms
+    python benchmarks/latency_table.py --quick      # tiny, 100 networks, 10 x 10 runs of ~2 ms
+    python benchmarks/latency_table.py              # tiny and cifar, 10 x 10 runs of ~5 ms
 
 Results go to ``benchmarks/results/latency_table.json`` (the tables themselves to
 ``benchmarks/results/latency_tables/``, measured afresh on every run).
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--networks", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per block/network")
     parser.add_argument("--run-ms", type=float, default=None, help="length of one timed run")
-    parser.add_argument("--passes", type=int, default=5,
+    parser.add_argument("--passes", type=int, default=10,
                         help="rounds over all blocks (and over all networks)")
     parser.add_argument("--sequential", action="store_true",
                         help="time the networks after all of the table's rounds, not "

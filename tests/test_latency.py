@@ -106,7 +106,7 @@ def test_interrupted_build_resumes_where_it_stopped(tmp_path: Path) -> None:
         return flop_timer(module, x)
 
     table = build_table(space, path, timer=counting, progress=False)
-    assert len(counted) == 5 * n_blocks - 5 and len(table) == n_blocks  # 5 rounds
+    assert len(counted) == 10 * n_blocks - 5 and len(table) == n_blocks  # 10 rounds
     assert LatencyTable.load(path).info["complete"] is True
     full = build_table(space, tmp_path / "full.json", timer=flop_timer, progress=False)
     assert table.entries == full.entries
@@ -249,7 +249,7 @@ def test_latency_table_command_round_trip(tmp_path: Path,
     table = LatencyTable.load(out, space=space)
     assert len(table) == len(enumerate_blocks(space)) and table.threads == 1
     assert table.device == "cpu" and table.torch == torch.__version__
-    assert all(e["min_ms"] > 0 and e["runs"] == 5 * 3 and e["passes"] == 5  # 5 rounds
+    assert all(e["min_ms"] > 0 and e["runs"] == 10 * 3 and e["passes"] == 10  # 10 rounds
                for e in table.entries.values())
     assert "blocks on cpu" in capsys.readouterr().err
     assert cli_main(argv) == 0  # complete: nothing left to measure

@@ -299,9 +299,9 @@ def _latency_table_arguments(latency: argparse.ArgumentParser) -> None:
                          help="CPU threads while timing (default: 1)")
     latency.add_argument("--batch-size", type=positive_int, default=1,
                          help="images per timed forward pass (default: 1)")
-    latency.add_argument("--passes", type=positive_int, default=5,
+    latency.add_argument("--passes", type=positive_int, default=10,
                          help="rounds over all blocks, each timing every block once, so that "
-                         "a block's runs lie seconds apart (default: 5)")
+                         "a block's runs lie seconds apart (default: 10)")
     latency.add_argument("--repeats", type=positive_int, default=10,
                          help="timed runs per block and round (default: 10)")
     latency.add_argument("--warmup", type=positive_int, default=10,

@@ -189,7 +189,7 @@ def build_table(
     threads: int = 1,
     batch_size: int = 1,
     timer: Timing | None = None,
-    passes: int = 5,
+    passes: int = 10,
     progress: bool = True,
     statistic: str = "min_ms",
     calibrate: int = 0,
@@ -200,8 +200,9 @@ def build_table(
 
     Args:
         timer: How a block is timed (default :func:`time_module` with ``threads``).
-        passes: Rounds over all blocks; each block is timed once per round (5 rounds cut the
-            spread of whole networks' sums by spreading every block's runs over the build).
+        passes: Rounds over all blocks; each block is timed once per round. Spreading every
+            block's runs over the build steadies the sums on a machine whose speed drifts
+            (``benchmarks/latency_table.py`` compares 5 and 10 rounds).
         progress: Show a tqdm progress bar.
         statistic: What the table sums, ``"min_ms"`` (default, the steady one) or
             ``"median_ms"``; both are kept.
