@@ -32,6 +32,19 @@ def test_scores_map_back_monotone_and_beyond_the_measured_range() -> None:
     assert np.all(spread >= 0) and spread[-1] > 0
 
 
+def test_a_fit_reports_predictions_with_the_same_monotone_map() -> None:
+    # The multi-objective proposals report through Fit.to_value: beyond the best label they
+    # must not saturate there (ties) any more than the single-objective ones do.
+    y = np.array([0.2, 0.4, 0.7, 0.8])
+    labels = (np.sort(y), np.sort(normal_scores(y)))
+    fit = Fit(None, np.zeros(0), np.zeros(0), None, labels, np.zeros((4, 1)))  # type: ignore[arg-type]
+    top = labels[1][-1]
+    (v1, s1), (v2, _) = fit.to_value(top + 0.5, 0.1), fit.to_value(top + 1.0, 0.1)
+    assert 0.8 < v1 < v2
+    expected = scores_to_values(labels, np.array([top + 0.5]), np.array([0.1]))
+    assert (v1, s1) == pytest.approx((expected[0][0], expected[1][0]))
+
+
 def test_retarget_top_candidates_do_not_tie_above_the_best_label() -> None:
     # Labels only where x <= 0.4; the objective grows with x, so the predictor ranks the
     # unmeasured x > 0.4 above the best label. Those proposals must keep distinct predictions.

@@ -321,21 +321,6 @@ class BaseNASSampler(BaseSampler):
     ) -> list[tuple[int, bool]]:
         return holders(study, trial, ctx, row)
 
-    def _random_feasible_row(
-        self, ctx: SpaceContext, trial_number: int, rows: StudyRows
-    ) -> np.ndarray | None:
-        """A fresh feasible random row not taken in ``rows`` (a few thousand tries), or
-        ``None``."""
-        rng = np.random.default_rng([self._seed, trial_number])
-        for _ in range(4):
-            candidates = ctx.param_space.sample_values(
-                1024, seed=int(rng.integers(2**31)), method="random"
-            )
-            for row in candidates[ctx.feasible(candidates)]:
-                if not rows.taken(row):
-                    return row
-        return None
-
     # ---- parameters outside the relative space ---------------------------------------------
 
     def sample_independent(

@@ -67,6 +67,21 @@ class SpaceContext:
         v = self.violations(values)
         return np.all(v <= 0, axis=1) if v.shape[1] else np.ones(len(values), dtype=bool)
 
+    def random_feasible_row(self, rows: StudyRows, seed: int, trial_number: int
+                            ) -> np.ndarray | None:
+        """A fresh feasible random row not taken in ``rows`` (a few thousand tries, from a
+        stream of ``seed`` and ``trial_number``), or ``None``: the fallback once a sampler's
+        own candidates are all taken."""
+        rng = np.random.default_rng([seed, trial_number])
+        for _ in range(4):
+            candidates = self.param_space.sample_values(
+                1024, seed=int(rng.integers(2**31)), method="random"
+            )
+            for row in candidates[self.feasible(candidates)]:
+                if not rows.taken(row):
+                    return row
+        return None
+
 
 @dataclass
 class StudyRows:

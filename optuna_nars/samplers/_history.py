@@ -95,7 +95,7 @@ def propose_first(
     i = rows.pick(ok)
     if i is not None:
         return Claim(ok[i], stage)
-    row = sampler._random_feasible_row(ctx, trial.number, rows)
+    row = ctx.random_feasible_row(rows, sampler._seed, trial.number)
     if row is not None:
         return Claim(row, Stage.RANDOM)
     _logger.warning(

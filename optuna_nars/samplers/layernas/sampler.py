@@ -284,7 +284,7 @@ class LayerNASSampler(BaseNASSampler):
                 self._layer_of[trial.number] = i
                 return Claim(children[j], Stage.LAYER)
         # Every layer is expanded: the search is over; keep going as random search does.
-        row = self._random_feasible_row(ctx, trial.number, rows)
+        row = ctx.random_feasible_row(rows, self._seed, trial.number)
         if row is not None:
             return Claim(row, Stage.RANDOM)
         _logger.warning(

@@ -19,6 +19,7 @@ from scipy.stats import norm, rankdata
 from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
+from optuna_nars.samplers.nars._scale import scores_to_values
 from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
 
@@ -82,17 +83,11 @@ class Fit:
         return d / self.spacing if self.spacing > 0 else d
 
     def to_value(self, mean: float, std: float) -> tuple[float, float]:
-        """A predicted score and spread on the objective's scale: the score mapped through the
-        labels' empirical quantiles (so within the measured range), the spread scaled by the
-        labels' spread."""
-        value, spread = self.to_values(np.asarray(mean), np.asarray(std))
+        """A predicted score and spread on the objective's scale
+        (:func:`~optuna_nars.samplers.nars._scale.scores_to_values`: monotone beyond the
+        measured range)."""
+        value, spread = scores_to_values(self.labels, np.asarray(mean), np.asarray(std))
         return float(value), float(spread)
-
-    def to_values(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """:meth:`to_value` of arrays of scores and spreads."""
-        y, z = self.labels
-        scale = float(np.std(y) / np.std(z)) if np.std(z) > 0 else 0.0
-        return np.interp(mean, z, y), std * scale
 
 
 def normal_scores(y: np.ndarray) -> np.ndarray:

@@ -361,7 +361,7 @@ class NARSSampler(BaseNASSampler):
                 claim = Claim(values[i], stage, quality=quality)
                 return _with_prediction(claim, fit, mean, std, i, sign)
         # Every pool point is taken: continue with fresh feasible random points.
-        row = self._random_feasible_row(ctx, trial.number, rows)
+        row = ctx.random_feasible_row(rows, self._seed, trial.number)
         if row is not None:
             return Claim(row, Stage.RANDOM)
         # A small space can be exhausted; then, as Optuna's samplers do, repeat the best.

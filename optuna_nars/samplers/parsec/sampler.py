@@ -247,7 +247,7 @@ class PARSECSampler(BaseNASSampler):
             i = rows.pick(values)
             if i is not None:
                 return Claim(values[i], Stage.POLICY)
-        row = self._random_feasible_row(ctx, trial.number, rows)
+        row = ctx.random_feasible_row(rows, self._seed, trial.number)
         if row is not None:
             _logger.warning(
                 f"Trial {trial.number}: none of {_DRAW_BATCHES * _DRAW_SIZE} draws from the "
