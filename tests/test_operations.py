@@ -389,6 +389,13 @@ def _wait_for(condition, what: str, proc: subprocess.Popen, timeout: float = 240
         time.sleep(0.2)
 
 
+def _ctrl_c_enabled() -> None:
+    """In the child: SIGINT's default action, as in a terminal. A test run started in the
+    background by a shell without job control inherits SIGINT ignored, and Python then keeps
+    ignoring it, so the Ctrl-C below would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_then_total_trials_resumes_with_the_same_candidate(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     journal = tmp_path / "journal.log"
@@ -398,6 +405,7 @@ def test_ctrl_c_then_total_trials_resumes_with_the_same_candidate(
          "--study-name", "s", "--epochs", "200", "--max-train-samples", "800", "--threads", "1",
          "--no-dashboard", "--n-trials", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_ctrl_c_enabled,
     )
     try:
         def training() -> bool:  # trial 0 took its candidate and reports epochs
