@@ -292,6 +292,10 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _batches_cap(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = benchmark_parser(__doc__, "few seeds and sizes (~1-2 min)")
     parser.add_argument(
@@ -303,6 +307,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=1000, help="held-out architectures")
     parser.add_argument("--n-pretrain", type=int, default=4000, help="pretraining pool size")
     parser.add_argument("--members", type=int, default=4, help="ensemble members")
+    parser.add_argument(
+        "--max-batches-per-epoch", type=_batches_cap, default=NARSPredictor().max_batches_per_epoch,
+        help="NARSPredictor's cap on a fine-tuning epoch's mini-batches, or 'none' "
+             "(default: the predictor's)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON output path")
     args = parser.parse_args(argv)
 
@@ -313,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = list(range(args.seeds or (3 if quick else 10)))
     names = args.benchmarks or ["macro", "nb201"]
     loaders = {"macro": load_macro, "nb201": load_nb201}
-    kwargs = {"n_members": args.members}
+    kwargs = {"n_members": args.members, "max_batches_per_epoch": args.max_batches_per_epoch}
 
     torch.set_num_threads(1)
     started = time.perf_counter()

@@ -253,6 +253,7 @@ def test_predict_is_fast_for_a_large_pool(pretrained: NARSPredictor) -> None:
         ({"weight_decay": -1.0}, "weight_decay must be a finite number >= 0"),
         ({"huber_delta": 0.0}, "huber_delta"),
         ({"batch_size": 0}, "batch_size"),
+        ({"max_batches_per_epoch": 0}, "max_batches_per_epoch must be an integer >= 1"),
         ({"seed": "x"}, "seed must be an integer"),
         ({"n_threads": 0}, "n_threads"),
         ({"n_members": True}, "n_members"),
@@ -285,3 +286,76 @@ def test_predict_values_encodes_for_the_caller(pretrained: NARSPredictor) -> Non
     ax, rx = encode_split(PS, values)
     model = pretrained.clone().fit(ax, rx, _task(values, np.random.default_rng(5)))
     np.testing.assert_array_equal(model.predict_values(PS, values)[0], model.predict(ax, rx)[0])
+
+
+def test_fine_tuning_steps_match_torch_adamw() -> None:
+    # FusedAdamW is torch's own AdamW update without torch.optim.Optimizer: bit for bit the same.
+    from optuna_nars.predictor._plumbing import FusedAdamW
+
+    def train(make_optimizer: object) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.GELU(), torch.nn.Linear(7, 1))
+        frozen = net[2].bias  # never gets a gradient: skipped, as torch.optim skips it
+        frozen.requires_grad_(False)
+        params = [p for p in net.parameters() if p is not frozen] + [frozen]
+        opt = make_optimizer(params)  # type: ignore[operator]
+        x, y = torch.randn(50, 5), torch.randn(50, 1)
+        for _ in range(25):
+            loss = ((net(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return [p.detach().clone() for p in net.parameters()]
+
+    ours = train(lambda p: FusedAdamW(p, 3e-3, 1e-4))
+    theirs = train(lambda p: torch.optim.AdamW(p, lr=3e-3, weight_decay=1e-4, fused=True))
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fitting_does_not_import_torch_dynamo() -> None:
+    # Constructing a torch.optim.Optimizer imports torch._dynamo (about a second of CPU per
+    # process); a worker that only fine-tunes must not pay it.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from optuna_nars.predictor import NARSPredictor\n"
+        "rng = np.random.default_rng(0)\n"
+        "x, r = rng.random((40, 6)), rng.random((40, 2))\n"
+        "NARSPredictor(n_members=2, frozen_epochs=2, finetune_epochs=2).fit(x, r, x.sum(1))\n"
+        "print('torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_batches_per_epoch_cap_bounds_the_steps(
+    pretrained: NARSPredictor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from optuna_nars.predictor import _plumbing
+
+    values = SPACE.sample_values(300, seed=0)
+    ax, rx = encode_split(PS, values)
+    y = _task(values, np.random.default_rng(6))
+    steps: list[int] = []
+    original = _plumbing.FusedAdamW.step
+
+    def counting_step(self: object) -> None:
+        steps.append(1)
+        original(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_plumbing.FusedAdamW, "step", counting_step)
+    epochs = FAST["frozen_epochs"] + FAST["finetune_epochs"]
+    pretrained.clone().fit(ax, rx, y)  # 300 labels, batches of 64: 5 a epoch
+    assert len(steps) == epochs * 5
+    steps.clear()
+    capped = pretrained.clone(max_batches_per_epoch=2).fit(ax, rx, y)  # batches of 150
+    assert len(steps) == epochs * 2
+    assert capped.get_params()["max_batches_per_epoch"] == 2
+    held_out = SPACE.sample_values(200, seed=1)
+    tau = kendalltau(capped.predict_values(PS, held_out)[0],
+                     _task(held_out, np.random.default_rng(7))).statistic
+    assert tau > 0.5

@@ -183,3 +183,22 @@ def test_a_fit_is_named_by_its_rows_labels_and_recorded_predictions() -> None:
         fit_digest("base", x, y),
     ]
     assert name not in others and len(set(others)) == len(others)
+
+
+def test_refit_schedule_every_round_then_ever_sparser() -> None:
+    from optuna_nars.samplers.nars._schedule import refit_size
+
+    sizes = sorted({refit_size(n, 10) for n in range(10, 5001)})
+    steps = np.diff(sizes)
+    # A FBNetV3 round of 10 labels up to 100, then every 10% to 200 labels.
+    assert sizes[:11] == list(range(10, 111, 10))
+    below = [s for s in sizes if s < 200]
+    assert all(b - a == max(10, a // 10) for a, b in zip(below, below[1:], strict=False))
+    # Past 200 the interval grows faster than the labels, up to a quarter of them.
+    fractions = steps / np.asarray(sizes[:-1])
+    past = fractions[np.asarray(sizes[:-1]) >= 200]
+    assert np.all(np.diff(past) >= -0.01) and past[0] < 0.15
+    assert past[-1] == pytest.approx(0.25, abs=0.01)
+    # Labels short of the next refit still use the last one.
+    assert refit_size(sizes[-1] + steps[-1] - 1, 10) == sizes[-1]
+    assert refit_size(7, 10) == 7

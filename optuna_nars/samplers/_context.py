@@ -128,8 +128,9 @@ class StudyRows:
 
 
 def row_key(row: np.ndarray) -> RowKey:
-    """A hashable key of a values row."""
-    return tuple(float(x) for x in row)
+    """A hashable key of a values row: its values as Python floats (every proposal keys every
+    trial of the study; ``tolist`` is about 4x faster than a ``float()`` per element)."""
+    return tuple(np.asarray(row, dtype=float).tolist())
 
 
 def direction_sign(study: Study, objective: int | None = None) -> float:

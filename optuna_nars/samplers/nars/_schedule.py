@@ -38,14 +38,16 @@ class StagePlan:
 def refit_size(n_labels: int, batch_size: int) -> int:
     """How many labels the predictor is fitted on when ``n_labels`` are available.
 
-    Refits come every ``batch_size`` labels (a FBNetV3 round), and at most every 10% more
-    labels once there are many: a fit costs O(n), so the amortised cost per trial stays flat.
+    Refits come every ``batch_size`` labels (a FBNetV3 round), at most every 10% more labels
+    from 100 labels on, and past 200 labels ever more sparsely: every ``k / 2000`` times ``k``
+    more (20% at 400 labels), up to every 25% from 500 on. A fit costs ``O(n)``, while a few
+    more labels barely move a predictor fitted on hundreds.
     """
     if n_labels < batch_size:
         return n_labels
     k = batch_size
     while True:
-        step = max(batch_size, k // 10)
+        step = max(batch_size, k // 10, min(k * k // 2000, k // 4))
         if k + step > n_labels:
             return k
         k += step

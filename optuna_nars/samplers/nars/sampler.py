@@ -93,7 +93,8 @@ class NARSSampler(BaseNASSampler):
             (the encoder's input); the rest form the recipe. Default: all of them.
         n_startup_trials: Trials proposed in QMC order before the predictor is used.
         batch_size: Candidates per predictor round; the predictor is refit every ``batch_size``
-            new labels (stages 2 and 3).
+            new labels (stages 2 and 3), and more sparsely once there are over 100 labels: every
+            10% more labels, rising to every 25% past 500 (a refit costs ``O(labels)``).
         n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
