@@ -313,9 +313,9 @@ def test_fine_tuning_steps_match_torch_adamw() -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
-def test_fitting_does_not_import_torch_dynamo() -> None:
+def test_pretraining_and_fitting_do_not_import_torch_dynamo() -> None:
     # Constructing a torch.optim.Optimizer imports torch._dynamo (about a second of CPU per
-    # process); a worker that only fine-tunes must not pay it.
+    # process); a worker whose objective does not use torch.optim must not pay it.
     import subprocess
     import sys
 
@@ -324,12 +324,27 @@ def test_fitting_does_not_import_torch_dynamo() -> None:
         "from optuna_nars.predictor import NARSPredictor\n"
         "rng = np.random.default_rng(0)\n"
         "x, r = rng.random((40, 6)), rng.random((40, 2))\n"
-        "NARSPredictor(n_members=2, frozen_epochs=2, finetune_epochs=2).fit(x, r, x.sum(1))\n"
+        "p = NARSPredictor(n_members=2, pretrain_epochs=2, frozen_epochs=2, finetune_epochs=2)\n"
+        "p.pretrain(x, np.column_stack([x.sum(1), x.max(1)])).fit(x, r, x.sum(1))\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 250])
+def test_cosine_lrs_are_torchs_cosine_schedule(steps: int) -> None:
+    from optuna_nars.predictor._plumbing import cosine_lrs
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+    expected = []
+    for _ in range(steps):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert cosine_lrs(3e-3, steps) == expected  # exactly
 
 
 def test_batches_per_epoch_cap_bounds_the_steps(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,18 +84,22 @@ def epoch_batches(
 
 
 class FusedAdamW:
-    """AdamW for the fine-tuning loop: torch's own update (``torch.optim.adam.adam``, fused
-    kernel, decoupled weight decay), with its state kept here.
+    """AdamW for the predictor's training loops: torch's own update (``torch.optim.adam.adam``,
+    fused kernel, decoupled weight decay), with its state kept here; ``lr`` may be changed
+    between steps (pretraining's :func:`cosine_lrs`).
 
     Why not ``torch.optim.AdamW``: constructing any ``torch.optim.Optimizer`` imports
-    ``torch._dynamo`` (about 1.2 s of CPU, once per process), which every worker of a study
-    whose objective never touches ``torch.optim`` would pay at its first refit. The functional
-    update needs no import; its steps are bit for bit those of ``torch.optim.AdamW(fused=True)``.
+    ``torch._dynamo`` (about 1 s of CPU, once per process), which every worker of a study whose
+    objective never touches ``torch.optim`` would pay at its first fit. The functional update
+    needs no import; its steps are bit for bit those of ``torch.optim.AdamW(fused=True)``. On
+    torch builds whose functional update has no decoupled weight decay, it steps a
+    ``torch.optim.AdamW`` instead.
     """
 
     def __init__(self, params: list[nn.Parameter], lr: float, weight_decay: float) -> None:
         self.params, self.lr, self.weight_decay = list(params), lr, weight_decay
         self._state: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._fallback = None if _FUNCTIONAL_ADAMW else _torch_adamw(self.params, lr, weight_decay)
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -102,6 +107,11 @@ class FusedAdamW:
 
     @torch.no_grad()
     def step(self) -> None:
+        if self._fallback is not None:  # pragma: no cover - older torch builds
+            for group in self._fallback.param_groups:
+                group["lr"] = self.lr
+            self._fallback.step()
+            return
         live = [p for p in self.params if p.grad is not None]
         for p in live:  # lazily, as torch.optim does: (step, first moment, second moment)
             if id(p) not in self._state:
@@ -119,24 +129,24 @@ class FusedAdamW:
         )
 
 
-# Older torch builds have no decoupled weight decay in the functional update: AdamW there.
 _FUNCTIONAL_ADAMW = "decoupled_weight_decay" in inspect.signature(adam_update).parameters
 
 
-def finetune_optimizer(
-    params: list[nn.Parameter], lr: float, weight_decay: float
-) -> FusedAdamW | torch.optim.Optimizer:
-    """The fine-tuning loop's AdamW: :class:`FusedAdamW` where torch's functional update has
-    decoupled weight decay, else :func:`adamw`."""
-    return FusedAdamW(params, lr, weight_decay) if _FUNCTIONAL_ADAMW else adamw(
-        params, lr, weight_decay)
-
-
-def adamw(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW, with the fused CPU kernel where torch has it (pretraining: its cosine schedule
-    needs a ``torch.optim.Optimizer``)."""
-    # The fused kernel does one pass over all parameters: a large share of a tiny step.
+def _torch_adamw(params: list[nn.Parameter], lr: float, weight_decay: float
+                 ) -> torch.optim.Optimizer:  # pragma: no cover - older torch builds
     try:
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
-    except (RuntimeError, TypeError):  # pragma: no cover - older torch builds
+    except (RuntimeError, TypeError):
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def cosine_lrs(lr: float, steps: int) -> list[float]:
+    """The learning rate of each of ``steps`` steps under cosine decay from ``lr`` to 0: the
+    values ``torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)`` gives, computed by
+    its own recurrence so that they match it to the bit (a scheduler needs a
+    ``torch.optim.Optimizer``; see :class:`FusedAdamW`)."""
+    out = [lr]
+    for epoch in range(1, steps):
+        out.append((1 + math.cos(math.pi * epoch / steps))
+                   / (1 + math.cos(math.pi * (epoch - 1) / steps)) * (out[-1] - 0.0) + 0.0)
+    return out

@@ -17,9 +17,9 @@ from torch import nn
 
 from optuna_nars._validation import check_int, check_real
 from optuna_nars.predictor._plumbing import (
+    FusedAdamW,
     as_2d,
     epoch_batches,
-    finetune_optimizer,
     to_tensor,
     torch_threads,
 )
@@ -314,7 +314,7 @@ class NARSPredictor:
             model.requires_grad_(False)
             for p in params:
                 p.requires_grad_(True)
-            opt = finetune_optimizer(params, self.lr, self.weight_decay)
+            opt = FusedAdamW(params, self.lr, self.weight_decay)
             frozen = None
             if not tune_encoder:
                 with torch.no_grad():  # The frozen embedding is computed once per phase.

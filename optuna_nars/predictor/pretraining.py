@@ -25,7 +25,13 @@ import torch
 from torch import nn
 
 from optuna_nars.cost import space_costs
-from optuna_nars.predictor._plumbing import adamw, epoch_batches, to_tensor, torch_threads
+from optuna_nars.predictor._plumbing import (
+    FusedAdamW,
+    cosine_lrs,
+    epoch_batches,
+    to_tensor,
+    torch_threads,
+)
 from optuna_nars.predictor.network import AccuracyPredictor
 
 if TYPE_CHECKING:
@@ -245,20 +251,19 @@ def train_encoder(
     generator = torch.Generator().manual_seed(seed)
     params = model.encoder_parameters() + list(model.proxy_head.parameters())
     with torch_threads(n_threads):
-        opt = adamw(params, lr, weight_decay)
-        steps = epochs * math.ceil(n / batch_size)
+        opt = FusedAdamW(params, lr, weight_decay)
         # Cosine decay: the proxy labels are noiseless, so a low final loss is reachable.
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        lrs = iter(cosine_lrs(lr, epochs * math.ceil(n / batch_size)))
         with torch.no_grad():
             losses = [float(nn.functional.mse_loss(model.proxy(x)[0], t))]
         for _ in range(epochs):
             total = 0.0
             for idx in epoch_batches(1, n, batch_size, generator):
                 loss = nn.functional.mse_loss(model.proxy(x[idx]), t[idx])
-                opt.zero_grad(set_to_none=True)
+                opt.zero_grad()
                 loss.backward()
+                opt.lr = next(lrs)
                 opt.step()
-                sched.step()
                 total += loss.item() * idx.shape[1]
             losses.append(total / n)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
