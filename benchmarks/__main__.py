@@ -9,6 +9,7 @@ Usage (from the repository root)::
     python -m benchmarks report               # RESULTS.md and plots from what is recorded
     python -m benchmarks list                 # problems and samplers
     python -m benchmarks compare DIR_A DIR_B  # identical runs? (a change that must not alter them)
+    python -m benchmarks compare DIR_A DIR_B --budgets 200 500 1000  # mean regret side by side
     python -m benchmarks ablation DIR ...     # NARS variants ranked against the committed grid
     python -m benchmarks mo [--quick]         # two-objective NAS tables (multi_objective.py)
 
@@ -29,7 +30,7 @@ from benchmarks._common import ROOT, git_state, machine_info, utc_now
 from benchmarks.suite import multi_objective
 from benchmarks.suite.ablation import ablation
 from benchmarks.suite.check import harness_check
-from benchmarks.suite.compare import IGNORED, compare_grids
+from benchmarks.suite.compare import IGNORED, compare_at_budgets, compare_grids
 from benchmarks.suite.problems import PROBLEMS, TABULAR, get_problem, problem_names
 from benchmarks.suite.report import check_markdown, markdown, plot, summarize
 from benchmarks.suite.runner import SAMPLERS, Task, load_runs, parse_sampler, run_grid
@@ -76,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
                              "every per-trial field but timings")
     compare.add_argument("before", type=Path)
     compare.add_argument("after", type=Path)
+    compare.add_argument("--budgets", type=int, nargs="+", default=None,
+                         help="instead: tabulate both grids' mean regret at these trial budgets")
     abl = sub.add_parser("ablation", help="mean rank of NARS variants recorded in DIRs, each in "
                          "NARS's place among the committed baselines on the same seeds")
     abl.add_argument("dirs", type=Path, nargs="+", help="results directories of variant grids")
@@ -188,8 +191,11 @@ def _report(out: Path, md_path: Path | None) -> int:
     return 0
 
 
-def _compare(before: Path, after: Path) -> int:
+def _compare(before: Path, after: Path, budgets: Sequence[int] | None) -> int:
     try:
+        if budgets is not None:
+            print(compare_at_budgets(before, after, budgets))
+            return 0
         n, differences = compare_grids(before, after)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -224,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(args)
     if args.command == "compare":
-        return _compare(args.before, args.after)
+        return _compare(args.before, args.after, args.budgets)
     if args.command == "ablation":
         return _ablation(args)
     if args.command == "mo":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import main as bench_main
 from benchmarks.suite.compare import compare_grids
 
@@ -32,3 +34,33 @@ def test_timings_may_differ_values_may_not(tmp_path: Path) -> None:
     assert bench_main(["compare", str(before), str(same)]) == 0
     assert bench_main(["compare", str(before), str(changed)]) == 1
     assert bench_main(["compare", str(tmp_path / "nothing"), str(same)]) == 2
+
+
+def _tabular(seed: int, regret: list[float], best: list[float], sampler_s: float) -> dict:
+    n = len(regret)
+    return {"problem": "p", "sampler": "nars", "seed": seed, "n_trials": n,
+            "direction": "maximize", "regret": regret, "best": best,
+            "sampler_s": [sampler_s / n] * n}
+
+
+def test_budgets_tabulate_mean_regret_over_shared_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks.suite.compare import compare_at_budgets
+
+    before = _write(tmp_path / "a", [_tabular(0, [3.0, 2.0, 1.0], [0.0] * 3, 6.0),
+                                     _tabular(1, [5.0, 4.0, 3.0], [0.0] * 3, 2.0),
+                                     _tabular(2, [9.0, 9.0, 9.0], [0.0] * 3, 1.0)])
+    after = _write(tmp_path / "b", [_tabular(0, [3.0, 1.0, 0.0], [0.0] * 3, 3.0),
+                                    _tabular(1, [5.0, 2.0, 1.0], [0.0] * 3, 1.0)])
+    text = compare_at_budgets(before, after, [1, 2, 3, 4])
+    # Seed 2 is only in one grid: left out. Budget 4 is past every run: "-".
+    assert "| p | nars | 2 | 4 / 4 | 3 / 1.5 | 2 / 0.5 | - | 4.0 / 2.0 |" in text
+    # Without an optimum, the negated best-so-far of a maximised problem.
+    no_optimum = _write(tmp_path / "c", [{**_tabular(0, [None] * 2, [0.5, 0.75], 1.0)}])
+    assert "| -0.5 / -0.5 | -0.75 / -0.75 |" in compare_at_budgets(no_optimum, no_optimum, [1, 2])
+    assert bench_main(["compare", str(before), str(after), "--budgets", "2"]) == 0
+    assert "3 / 1.5" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="no run of the same problem"):
+        compare_at_budgets(before, _write(tmp_path / "d", [{**_tabular(0, [1.0], [0.0], 1.0),
+                                                            "problem": "q"}]), [1])

@@ -7,15 +7,27 @@ by running the same grid before and after it and comparing::
     (cd /tmp/before && python -m benchmarks run --quick --samplers nars --out /tmp/grid-before)
     python -m benchmarks run --quick --samplers nars --out /tmp/grid-after
     python -m benchmarks compare /tmp/grid-before /tmp/grid-after
+
+A change that should alter runs (a schedule, a default) is compared instead at trial budgets:
+``python -m benchmarks compare BEFORE AFTER --budgets 200 500 1000`` tabulates both grids' mean
+regret at each budget (the incumbent's true value against the table's optimum; the negated
+best-so-far where a problem has no optimum), over the seeds both hold, and the sampler's mean
+seconds per run.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_grids"]
+import numpy as np
+
+from benchmarks._common import markdown_table
+
+__all__ = ["compare_at_budgets", "compare_grids"]
 
 # What may differ between identical runs: when and where they ran, and how long they took.
 IGNORED = frozenset({"wall_s", "sampler_s", "eval_s", "commit", "date"})
@@ -43,3 +55,42 @@ def compare_grids(before: Path, after: Path) -> tuple[int, list[str]]:
         differences += [f"{key}: {field} differs" for field in sorted(fields)
                         if old[key].get(field) != new[key].get(field)]
     return len(old.keys() & new.keys()), differences
+
+
+def _regret(run: dict[str, Any], t: int) -> float:
+    """Regret after ``t`` trials (lower is better)."""
+    regret = run["regret"][t - 1]
+    if regret is not None:
+        return float(regret)
+    sign = 1.0 if run["direction"] == "maximize" else -1.0
+    return -sign * float(run["best"][t - 1])
+
+
+def compare_at_budgets(before: Path, after: Path, budgets: Sequence[int]) -> str:
+    """Markdown: per (problem, sampler) both grids hold, the mean regret at each of ``budgets``
+    (before / after, over the seeds both recorded) and the sampler's mean seconds per run."""
+    old, new = _runs(before), _runs(after)
+    if not old or not new:
+        raise ValueError(f"no recorded runs (*.jsonl) in {before if not old else after}")
+    groups = sorted({key[:2] for key in old.keys() & new.keys()})
+    if not groups:
+        raise ValueError(f"{before} and {after} hold no run of the same problem and sampler")
+    rows = []
+    for problem, sampler in groups:
+        seeds = sorted(k[2] for k in old.keys() & new.keys() if k[:2] == (problem, sampler))
+        pairs = [(old[(problem, sampler, s)], new[(problem, sampler, s)]) for s in seeds]
+        row: list[Any] = [problem, sampler, len(seeds)]
+        for t in budgets:
+            if min(min(a["n_trials"], b["n_trials"]) for a, b in pairs) < t:
+                row.append("-")
+                continue
+            a, b = (np.mean([_regret(run, t) for run in side]) for side in zip(*pairs, strict=True))
+            row.append(f"{a:.4g} / {b:.4g}")
+        a, b = (np.mean([math.fsum(run["sampler_s"]) for run in side])
+                for side in zip(*pairs, strict=True))
+        row.append(f"{a:.1f} / {b:.1f}")
+        rows.append(row)
+    header = ["problem", "sampler", "seeds", *(f"regret @ {t}" for t in budgets),
+              "sampler s per run"]
+    return (f"Before: `{before}`; after: `{after}` (mean over the seeds, before / after).\n\n"
+            + markdown_table(header, rows))

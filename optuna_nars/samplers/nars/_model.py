@@ -17,6 +17,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import norm, rankdata
 
 from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
+from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
 from optuna_nars.samplers.nars._scale import scores_to_values
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 Ranking = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, mean, std: best first
+Predictor = NARSPredictor | GPPredictor  # what a fit predicts with (see NARSSampler gp_labels)
 
 # The prequential tau needs this many predicted-then-measured trials in the fit set (fewer: the
 # cross-validated one), and uses the latest this many: it follows the current predictors rather
@@ -53,7 +55,7 @@ class Fit:
     sorted scores) maps a predicted score back to the objective's scale.
     """
 
-    predictor: NARSPredictor
+    predictor: Predictor
     pool_mean: np.ndarray
     pool_std: np.ndarray
     kendall_tau: float | None
@@ -137,7 +139,7 @@ def pretrain_predictor(
 
 
 def fit_predictor(
-    pretrained: NARSPredictor,
+    pretrained: Predictor,
     param_space: ParamSpace,
     pool: np.ndarray,
     x: np.ndarray,
@@ -160,7 +162,7 @@ def fit_predictor(
 
 
 def ranking_quality(
-    predictor: NARSPredictor,
+    predictor: Predictor,
     arch_x: np.ndarray,
     recipe_x: np.ndarray,
     z: np.ndarray,

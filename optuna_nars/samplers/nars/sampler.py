@@ -48,6 +48,7 @@ from optuna_nars._keys import Stage
 from optuna_nars._validation import check_int, check_real
 from optuna_nars.cost import LatencyTable
 from optuna_nars.predictor import NARSPredictor
+from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
@@ -109,6 +110,9 @@ class NARSSampler(BaseNASSampler):
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
             that half the proposals stay where the predictor has data. ``0`` disables it (it is
             on the scale of the normal scores, so use ``0`` with ``acquisition="ei"``).
+        gp_labels: Fits on fewer labels than this use a Gaussian process on the encodings
+            (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble.
+            ``0`` (default): always the ensemble.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, bootstrap, ...), used as configured. Default:
             ``NARSPredictor()``.
@@ -145,6 +149,7 @@ class NARSSampler(BaseNASSampler):
         trust_region: float = 1.0,
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
+        gp_labels: int = 0,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -173,6 +178,7 @@ class NARSSampler(BaseNASSampler):
                              f"Got {acquisition!r}. Use e.g. acquisition='ucb'.")
         self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor()
+        self._gp_labels = check_int("gp_labels", gp_labels, minimum=0)
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
@@ -242,6 +248,8 @@ class NARSSampler(BaseNASSampler):
             }
             if self._objective_metrics is not None:  # single-objective digests unchanged
                 settings["objective_metrics"] = self._objective_metrics
+            if self._gp_labels:  # digests without the option unchanged
+                settings["gp_labels"] = self._gp_labels
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
@@ -254,7 +262,8 @@ class NARSSampler(BaseNASSampler):
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
-                pretrained = self._pretrained(ctx, study)
+                small = len(numbers) < self._gp_labels
+                pretrained = GPPredictor() if small else self._pretrained(ctx, study)
                 start = time.perf_counter()
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
