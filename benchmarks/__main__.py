@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"{', '.join(SAMPLERS)} (default: all), or a variant with "
                           "constructor overrides such as 'nars[trust_region=0]'")
     run.add_argument("--seeds", type=int, default=None, help="seeds 0..N-1 (default 10)")
+    run.add_argument("--first-seed", type=int, default=0,
+                     help="start the seeds here instead: FIRST..FIRST+N-1 (fresh seeds to check "
+                          "a variant chosen on the first ones)")
     run.add_argument("--n-trials", type=int, default=None, help="default 200")
     run.add_argument("--gp-trials", type=int, default=None,
                      help="trials for GPSampler, whose cost grows cubically (default: --n-trials)")
@@ -103,15 +106,17 @@ def _run(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else (3 if quick else 10)
     n_trials = args.n_trials if args.n_trials is not None else (50 if quick else 200)
     gp_trials = args.gp_trials if args.gp_trials is not None else n_trials
-    if min(seeds, n_trials, gp_trials, args.jobs) < 1:
-        print("error: --seeds, --n-trials, --gp-trials and --jobs must be >= 1", file=sys.stderr)
+    if min(seeds, n_trials, gp_trials, args.jobs) < 1 or args.first_seed < 0:
+        print("error: --seeds, --n-trials, --gp-trials and --jobs must be >= 1, --first-seed "
+              ">= 0", file=sys.stderr)
         return 2
     out = args.out or (QUICK_DIR if quick else FULL_DIR)
     for name in names:
         get_problem(name)  # fail before any run on a missing table or dataset
     tasks = [
         Task(p, s, seed, min(n_trials, gp_trials) if parse_sampler(s)[0] == "gp" else n_trials)
-        for p in names for s in samplers for seed in range(seeds)
+        for p in names for s in samplers
+        for seed in range(args.first_seed, args.first_seed + seeds)
     ]
     start = time.perf_counter()
     ran, failed = run_grid(tasks, out, jobs=args.jobs,
@@ -122,6 +127,7 @@ def _run(args: argparse.Namespace) -> int:
             "machine": machine_info(1),
             "git": git_state(), "grid_wall_s": round(time.perf_counter() - start, 1),
             "grid": {"problems": names, "samplers": samplers, "seeds": seeds,
+                     "first_seed": args.first_seed,
                      "n_trials": n_trials, "gp_trials": gp_trials, "jobs": args.jobs}}
     commands_path = out / COMMANDS_FILE  # every grid command that added runs here
     commands = json.loads(commands_path.read_text()) if commands_path.exists() else []

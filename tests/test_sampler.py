@@ -267,3 +267,48 @@ def test_trust_region_keeps_every_other_proposal_near_measured_pairs() -> None:
     assert even < odd
     with pytest.raises(ValueError, match="trust_region must be a number >= 0"):
         NARSSampler(trust_region=-1)
+
+
+def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    from optuna_nars.predictor.gp import GPPredictor
+
+    fitted: list[int] = []
+    original = GPPredictor.fit
+
+    def counting_fit(self: GPPredictor, arch_x, recipe_x, y):  # noqa: ANN001, ANN202
+        fitted.append(len(y))
+        return original(self, arch_x, recipe_x, y)
+
+    monkeypatch.setattr(GPPredictor, "fit", counting_fit)
+    # An HPO space with no free metrics: nothing to pretrain the encoder on.
+    space = {"x": FloatDistribution(-2, 2), "n": IntDistribution(1, 9)}
+
+    def objective(trial: optuna.Trial) -> float:
+        return -((trial.suggest_float("x", -2, 2) - 0.5) ** 2) - 0.1 * trial.suggest_int("n", 1, 9)
+
+    sampler = fast_sampler(search_space=space, gp_labels=10)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=16)
+    refits = [t.n_labels for t in sampler.timings if t.step == "refit"]
+    # The fits below 10 labels (with their 5-fold cross-validated tau) are GPs, then the MLP.
+    assert set(fitted) <= set(range(1, 10)) and {4, 8} & set(fitted)
+    assert any(n >= 10 for n in refits)
+    predicted = [t.user_attrs.get("nars:predicted") for t in study.trials[4:]]
+    assert all(p is not None and np.isfinite(p) for p in predicted)
+    # With free metrics (a SearchSpace pretrains the encoder) the option changes nothing.
+    fitted.clear()
+    tiny = SearchSpace.tiny()
+    with_gp = optuna.create_study(direction="maximize",
+                                  sampler=fast_sampler(search_space=tiny, gp_labels=10))
+    with_gp.optimize(synthetic_objective(tiny), n_trials=10)
+    plain = optuna.create_study(direction="maximize",
+                                sampler=fast_sampler(search_space=tiny, gp_labels=0))
+    plain.optimize(synthetic_objective(tiny), n_trials=10)
+    assert fitted == []
+    assert [t.params for t in with_gp.trials] == [t.params for t in plain.trials]
+    with pytest.raises(ValueError, match="gp_labels"):
+        NARSSampler(gp_labels=-1)

@@ -110,9 +110,11 @@ class NARSSampler(BaseNASSampler):
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
             that half the proposals stay where the predictor has data. ``0`` disables it (it is
             on the scale of the normal scores, so use ``0`` with ``acquisition="ei"``).
-        gp_labels: Fits on fewer labels than this use a Gaussian process on the encodings
-            (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble.
-            ``0`` (default): always the ensemble.
+        gp_labels: Without a pretrained encoder (no free metrics, or a recipe-only space), fits
+            on fewer labels than this use a Gaussian process on the encodings
+            (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble: on
+            tens of labels and nothing learned beforehand, a GP's prior ranks better (HPOBench
+            tables: ``benchmarks/RESULTS.md``). ``0``: always the ensemble.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, bootstrap, ...), used as configured. Default:
             ``NARSPredictor()``.
@@ -149,7 +151,7 @@ class NARSSampler(BaseNASSampler):
         trust_region: float = 1.0,
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
-        gp_labels: int = 0,
+        gp_labels: int = 50,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -248,8 +250,7 @@ class NARSSampler(BaseNASSampler):
             }
             if self._objective_metrics is not None:  # single-objective digests unchanged
                 settings["objective_metrics"] = self._objective_metrics
-            if self._gp_labels:  # digests without the option unchanged
-                settings["gp_labels"] = self._gp_labels
+            settings["gp_labels"] = self._gp_labels
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
@@ -262,8 +263,9 @@ class NARSSampler(BaseNASSampler):
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
-                small = len(numbers) < self._gp_labels
-                pretrained = GPPredictor() if small else self._pretrained(ctx, study)
+                pretrained = self._pretrained(ctx, study)
+                if len(numbers) < self._gp_labels and not pretrained.is_pretrained:
+                    pretrained = GPPredictor()
                 start = time.perf_counter()
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
