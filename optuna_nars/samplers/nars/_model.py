@@ -139,19 +139,23 @@ def pretrain_predictor(
 
 
 def fit_predictor(
-    pretrained: Predictor,
+    pretrained: NARSPredictor,
     param_space: ParamSpace,
     pool: np.ndarray,
     x: np.ndarray,
     y: np.ndarray,
     seed: int,
     predicted: np.ndarray | None = None,
+    gp_labels: int = 0,
 ) -> Fit:
     """Fit a copy of ``pretrained`` (it keeps the pretrained encoder) on rows ``x`` labelled
     ``y`` (larger is better), predict ``pool``, and measure the ranking quality
     (:func:`ranking_quality`; ``predicted``: each row's prediction recorded when it was proposed,
-    on ``y``'s scale, NaN where there was none)."""
-    predictor = pretrained.clone(seed=seed)
+    on ``y``'s scale, NaN where there was none). With fewer than ``gp_labels`` labels and no
+    pretrained encoder, a :class:`~optuna_nars.predictor.gp.GPPredictor` instead: without
+    anything learned beforehand, a Gaussian process's prior ranks tens of labels better."""
+    small = len(y) < gp_labels and not pretrained.is_pretrained
+    predictor = (GPPredictor() if small else pretrained).clone(seed=seed)
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
     predictor.fit(arch_x, recipe_x, z)

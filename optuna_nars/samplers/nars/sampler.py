@@ -16,8 +16,9 @@ back on the objective's scale, extrapolated monotonically beyond the measured ra
 (``_model``, ``_scale``). On every other proposal of stages 2 and 3 the acquisition is
 penalised by the distance to the nearest measured pair (``trust_region``, ``_acquisition``),
 which keeps the predictor from chasing its own extrapolation. Expected improvement over a
-bootstrap ensemble (``acquisition="ei"``, ``NARSPredictor(bootstrap=True)``) is available; it
-helped on 5 screening seeds and lost on 10 at 100-200 trials, so it is not the default; see
+bootstrap ensemble (``acquisition="ei"``, ``NARSPredictor(bootstrap=True)``) is an option, not
+the default. Where the encoder has nothing to pretrain on (no free metrics), fits on fewer than
+``gp_labels`` labels use a Gaussian process instead of the ensemble (``_model``). See
 ``benchmarks/RESULTS.md`` for what each change did.
 In a multi-objective study (``objective_metrics``), stages 2 and 3 propose by predicted
 hypervolume improvement (``_pareto``).
@@ -48,7 +49,6 @@ from optuna_nars._keys import Stage
 from optuna_nars._validation import check_int, check_real
 from optuna_nars.cost import LatencyTable
 from optuna_nars.predictor import NARSPredictor
-from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
@@ -264,12 +264,11 @@ class NARSSampler(BaseNASSampler):
             fit = ctx.fits.get(key)
             if fit is None:
                 pretrained = self._pretrained(ctx, study)
-                if len(numbers) < self._gp_labels and not pretrained.is_pretrained:
-                    pretrained = GPPredictor()
                 start = time.perf_counter()
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
-                                    seed=self._seed + len(numbers), predicted=predicted)
+                                    seed=self._seed + len(numbers), predicted=predicted,
+                                    gp_labels=self._gp_labels)
                 self._timed("refit", len(numbers), start)
                 ctx.fits = {key: fit}  # keep only the latest fit
             return fit
