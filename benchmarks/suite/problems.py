@@ -16,6 +16,7 @@ order; string parameters are ``CategoricalDistribution``. To add a problem, subc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -29,8 +30,9 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
 
-from optuna_nars import SearchSpace
+from optuna_nars import Recipe, SearchSpace
 from optuna_nars.cost import count_flops, space_costs
+from optuna_nars.space import RecipeSpec
 from optuna_nars.training import ClassificationObjective
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,7 +343,9 @@ class FashionMNISTProblem(Problem):
     """Real training with the provided objective: :meth:`SearchSpace.tiny` (1-channel, 10
     classes, 16 / 24 px) on ``max_train_samples`` Fashion-MNIST images from the Debian package,
     ``epochs`` epochs, under a FLOPs budget at ``flops_quantile`` of the space's FLOPs. The
-    optimum is unknown. NARS gets the SearchSpace (its cost model) and the budget."""
+    optimum is unknown. NARS gets the SearchSpace (its cost model) and the budget. With
+    ``fixed_recipe``, every candidate trains with the default :class:`~optuna_nars.Recipe`:
+    architecture-only search, to measure what searching the recipe jointly is worth."""
 
     direction = "maximize"
     worst = 0.0
@@ -353,12 +357,15 @@ class FashionMNISTProblem(Problem):
         max_train_samples: int = 2000,
         flops_quantile: float = 0.5,
         name: str = "fashion-mnist",
+        fixed_recipe: bool = False,
     ) -> None:
         self.name = name
-        self.space = SearchSpace.tiny()
+        joint = SearchSpace.tiny()
+        values = joint.param_space.sample_values(20_000, seed=0, method="random")
+        flops = space_costs(joint, values)["flops"]  # the same budget either way
+        self.space = (dataclasses.replace(joint, recipe=RecipeSpec(**dataclasses.asdict(Recipe())))
+                      if fixed_recipe else joint)
         self.distributions = self.space.distributions()
-        values = self.space.param_space.sample_values(20_000, seed=0, method="random")
-        flops = space_costs(self.space, values)["flops"]
         self.budgets = {"flops": float(np.quantile(flops, flops_quantile))}
         self.epochs = epochs
         self.max_train_samples = max_train_samples
@@ -408,8 +415,10 @@ PROBLEMS: dict[str, Callable[[], Problem]] = {
     "macro-flops-q25": lambda: nasbench_macro(0.25),
     "width5x8-flops-half": _width5x8_half,
     "fashion-mnist": lambda: FashionMNISTProblem(),
+    "fashion-mnist-arch": lambda: FashionMNISTProblem(name="fashion-mnist-arch",
+                                                      fixed_recipe=True),
 }
-TABULAR = tuple(name for name in PROBLEMS if name != "fashion-mnist")
+TABULAR = tuple(name for name in PROBLEMS if not name.startswith("fashion-mnist"))
 
 
 def get_problem(name: str) -> Problem:

@@ -265,7 +265,7 @@ _COST_ORDER = {"gp": 0, "nars": 1, "tpe": 2, "cmaes": 3, "qmc": 4, "random": 5}
 
 
 def _cost_rank(task: Task) -> tuple[int, bool]:
-    return (_COST_ORDER.get(parse_sampler(task.sampler)[0], 9), task.problem == "fashion-mnist")
+    return (_COST_ORDER.get(parse_sampler(task.sampler)[0], 9), task.problem.startswith("fashion-mnist"))
 
 
 def run_grid(
