@@ -67,6 +67,18 @@ def test_tables_load_with_their_documented_shapes() -> None:
     assert np.mean(q25.feasible_rows()) == pytest.approx(0.25, abs=0.02)
 
 
+def test_architecture_only_fashion_mnist_trains_the_default_recipe() -> None:
+    from optuna_nars import Recipe
+
+    joint, arch = get_problem("fashion-mnist"), get_problem("fashion-mnist-arch")
+    assert arch.budgets == joint.budgets  # the same FLOPs budget
+    assert set(arch.distributions) == {n for n in joint.distributions
+                                       if not n.startswith("recipe.")}
+    study = optuna.create_study()
+    assert arch.space.suggest(study.ask()).recipe == Recipe()
+    assert "fashion-mnist-arch" not in TABULAR
+
+
 def test_problem_names_expand_and_reject_unknown() -> None:
     assert problem_names(["tabular"]) == list(TABULAR)
     assert problem_names(["all"]) == list(PROBLEMS)

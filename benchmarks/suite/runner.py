@@ -265,7 +265,8 @@ _COST_ORDER = {"gp": 0, "nars": 1, "tpe": 2, "cmaes": 3, "qmc": 4, "random": 5}
 
 
 def _cost_rank(task: Task) -> tuple[int, bool]:
-    return (_COST_ORDER.get(parse_sampler(task.sampler)[0], 9), task.problem.startswith("fashion-mnist"))
+    real_training = task.problem.startswith("fashion-mnist")
+    return (_COST_ORDER.get(parse_sampler(task.sampler)[0], 9), real_training)
 
 
 def run_grid(
