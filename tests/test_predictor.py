@@ -400,3 +400,7 @@ def test_gp_predictor_ranks_held_out_rows_and_clones() -> None:
         GPPredictor().fit(ax, rx, np.full(80, np.nan))
     with pytest.raises(ValueError, match="encoded columns"):
         gp.predict(ax[:, :-1], rx)
+    with pytest.raises(ValueError, match="n_restarts must be an integer >= 0"):
+        GPPredictor(n_restarts=-1)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        GPPredictor(seed="0")

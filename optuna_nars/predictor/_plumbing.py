@@ -146,6 +146,7 @@ def cosine_lrs(lr: float, steps: int) -> list[float]:
     its own recurrence so that they match it to the bit (a scheduler needs a
     ``torch.optim.Optimizer``; see :class:`FusedAdamW`)."""
     out = [lr]
+    # Written as torch writes it, eta_min (0 here) included: the same operations, the same bits.
     for epoch in range(1, steps):
         out.append((1 + math.cos(math.pi * epoch / steps))
                    / (1 + math.cos(math.pi * (epoch - 1) / steps)) * (out[-1] - 0.0) + 0.0)

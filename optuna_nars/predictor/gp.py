@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from optuna_nars._validation import check_int
 from optuna_nars.predictor._plumbing import as_2d
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
@@ -33,7 +34,10 @@ class GPPredictor:
     """
 
     def __init__(self, *, n_restarts: int = 2, seed: int = 0) -> None:
-        self.n_restarts = int(n_restarts)
+        self.n_restarts = check_int("n_restarts", n_restarts, minimum=0, example=2)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer. Got {seed!r} of type "
+                             f"{type(seed).__name__}. Use e.g. seed=0.")
         self.seed = int(seed)
         self.model_: GaussianProcessRegressor | None = None
 

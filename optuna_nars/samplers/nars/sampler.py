@@ -245,12 +245,11 @@ class NARSSampler(BaseNASSampler):
                 "seed": self._seed, "n_pretrain": self._n_pretrain,
                 "exploration": self._exploration, "trust_region": self._trust_region,
                 "acquisition": self._acquisition_kind,
-                "predictor": self._predictor_template.get_params(),
+                "predictor": self._predictor_template.get_params(), "gp_labels": self._gp_labels,
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
             if self._objective_metrics is not None:  # single-objective digests unchanged
                 settings["objective_metrics"] = self._objective_metrics
-            settings["gp_labels"] = self._gp_labels
             ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
         return ctx.base
 
