@@ -312,3 +312,63 @@ def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(
     assert [t.params for t in with_gp.trials] == [t.params for t in plain.trials]
     with pytest.raises(ValueError, match="gp_labels"):
         NARSSampler(gp_labels=-1)
+
+
+def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
+    from optuna_nars.samplers.nars._neighbours import N_PARENTS, neighbours
+
+    space = SearchSpace.tiny()
+    param_space = space.param_space
+    x = param_space.sample_values(30, seed=1, method="random")
+    y = np.arange(30.0)
+    flops = space_costs(space, x)["flops"]
+    budget = float(np.median(flops))
+
+    def feasible(values: np.ndarray) -> np.ndarray:
+        return space_costs(space, values)["flops"] <= budget
+
+    near = neighbours(param_space, x, y, feasible, 200, np.random.default_rng(0))
+    assert 100 <= len(near) <= 200
+    assert feasible(near).all()
+    assert len({tuple(row) for row in near}) == len(near)
+    # Each is one to a few parameters away from one of the best rows, none from the others.
+    changed = (near[:, None, :] != x[None, :, :]).sum(axis=2)
+    closest = changed.argmin(axis=1)
+    assert set(closest) <= set(range(30 - N_PARENTS, 30))
+    assert changed.min(axis=1).min() >= 1 and np.median(changed.min(axis=1)) <= 3
+    again = neighbours(param_space, x, y, feasible, 200, np.random.default_rng(0))
+    np.testing.assert_array_equal(near, again)
+    assert len(neighbours(param_space, x, y, feasible, 0, np.random.default_rng(0))) == 0
+
+
+def test_trust_region_proposals_take_neighbours_of_the_best_measured_pairs() -> None:
+    def parameters_from_best(study: optuna.Study) -> list[int]:
+        """Per trust-region proposal of stage 2: parameters it changed from the nearest of
+        the 5 best trials measured before it."""
+        out = []
+        for t in study.trials:
+            if t.user_attrs["nars:stage"] != "predictor" or t.number % 2:
+                continue
+            done = sorted(study.trials[: t.number], key=lambda s: -s.value)[:5]
+            out.append(min(sum(t.params[k] != s.params[k] for k in t.params) for s in done))
+        return out
+
+    space = SearchSpace.tiny()
+    objective = synthetic_objective(space)
+    settings = dict(search_space=space, n_rounds=4, constraints={"flops": _median_flops(space)})
+    near = optuna.create_study(direction="maximize", sampler=fast_sampler(**settings))
+    near.optimize(objective, n_trials=20)
+    pool_only = optuna.create_study(direction="maximize",
+                                    sampler=fast_sampler(neighbours=0, **settings))
+    pool_only.optimize(objective, n_trials=20)
+    # With neighbours, the trust region's proposals sit a few parameters from a good pair;
+    # from the pool alone, nothing is that close in 24 parameters.
+    assert np.median(parameters_from_best(near)) <= 3
+    assert np.median(parameters_from_best(pool_only)) > 6
+    with pytest.raises(ValueError, match="neighbours"):
+        NARSSampler(neighbours=-1)
+
+
+def _median_flops(space: SearchSpace) -> float:
+    values = space.param_space.sample_values(2000, seed=0, method="random")
+    return float(np.median(space_costs(space, values)["flops"]))

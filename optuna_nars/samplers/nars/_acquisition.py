@@ -20,11 +20,13 @@ from scipy.stats import norm
 from optuna_nars.evolution import adaptive_genetic_search
 from optuna_nars.predictor import encode_split
 from optuna_nars.samplers.nars._model import Fit, Ranking
+from optuna_nars.samplers.nars._neighbours import neighbours
 from optuna_nars.space import ParamSpace
 
 __all__ = ["ACQUISITIONS", "Acquisition", "expected_improvement"]
 
 ACQUISITIONS = ("ucb", "ei")
+_POOL_BEST = 100  # the pool rows ranked together with the neighbours
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:
@@ -64,6 +66,26 @@ class Acquisition:
         if self.trust not in fit.pool_scores:
             fit.pool_scores[self.trust] = self.score(pool, fit.pool_mean, fit.pool_std)
         return fit.pool_scores[self.trust]
+
+    def neighbourhood(
+        self,
+        pool: np.ndarray,
+        x: np.ndarray,
+        y: np.ndarray,
+        feasible: Callable[[np.ndarray], np.ndarray],
+        n: int,
+        seed: int,
+    ) -> Ranking:
+        """About ``n`` neighbours of the best measured rows ``x`` (labels ``y``, larger is
+        better; :func:`~optuna_nars.samplers.nars._neighbours.neighbours`) and the pool's
+        best-scored rows, best acquisition first: the pool's best stay ahead of neighbours
+        they outscore."""
+        rng = np.random.default_rng([seed, len(y)])
+        near = neighbours(self.param_space, x, y, feasible, n, rng)
+        values = np.vstack([near, pool[np.argsort(-self.pool_scores(pool))[:_POOL_BEST]]])
+        mean, std = self.fit.predictor.predict(*encode_split(self.param_space, values))
+        order = np.argsort(-self.score(values, mean, std), kind="stable")
+        return values[order], mean[order], std[order]
 
     def evolve(
         self,

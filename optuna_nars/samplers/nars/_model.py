@@ -62,9 +62,11 @@ class Fit:
     labels: tuple[np.ndarray, np.ndarray]
     labelled: np.ndarray  # the labelled candidates, encoded
     tau_method: str | None = None  # "prequential" or "cross-validated" (see ranking_quality)
-    # Per trust weight: the pool's acquisition scores, and the genetic search's ranking.
+    # Per trust weight: the pool's acquisition scores, the genetic search's ranking, and the
+    # neighbourhood's (the trust region's only).
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
     evolved: dict[float, Ranking] = field(default_factory=dict)
+    near: dict[float, Ranking] = field(default_factory=dict)
 
     @functools.cached_property
     def spacing(self) -> float:

@@ -1,9 +1,10 @@
 """What a fit produces, as data: the rankings NARSSampler proposes from, shareable as JSON.
 
-A :class:`Ranked` holds, per trust-region weight, the pool's best candidates (pool indices) and,
-in stage 3, the genetic search's best rows, each with its prediction already on the labels'
-scale, plus the predictor's Kendall tau (and how it was measured). It is all a worker needs
-to propose: no predictor.
+A :class:`Ranked` holds, per trust-region weight, the pool's best candidates (pool indices),
+in stage 3 the genetic search's best rows, and for the trust region's proposals the best
+neighbours of the measured pairs (:mod:`._neighbours`), each with its prediction already on
+the labels' scale, plus the predictor's Kendall tau (and how it was measured). It is all a
+worker needs to propose: no predictor.
 Rows of the fit set (evaluated trials, never proposed again) are left out, and only the top
 rows are kept (:data:`POOL_TOP`, :data:`EVOLVED_TOP`); a part that was cut short says so
 (``complete``), so that a worker that finds every kept row taken falls back to its own fit.
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from optuna_nars.samplers.nars._scale import scores_to_values
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 3  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 4  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -60,14 +61,18 @@ class Ranked:
     pool: dict[float, Part]  # per trust weight
     evolved: dict[float, Part]  # per trust weight; empty before stage 3
     tau_method: str | None = None  # "prequential" or "cross-validated" (_model.ranking_quality)
+    # Per trust weight (the trust region's only): neighbours of the best measured pairs.
+    near: dict[float, Part] = field(default_factory=dict)
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
         return bool(self.evolved) or not evolve
 
     def parts(self, trust: float, evolve: bool) -> list[Part]:
-        """The rankings a proposal at ``trust`` walks, in order."""
-        out = [self.evolved[trust]] if evolve and trust in self.evolved else []
+        """The rankings a proposal at ``trust`` walks, in order: the genetic search's in stage
+        3 (``evolve``), else the neighbourhood's; then the pool's."""
+        searched = self.evolved if evolve else self.near
+        out = [searched[trust]] if trust in searched else []
         return out + ([self.pool[trust]] if trust in self.pool else [])
 
     def rankings(self, trust: float, evolve: bool) -> list[Ranking]:
@@ -107,14 +112,15 @@ def rank_fit(
     pool: np.ndarray,
     x: np.ndarray,
     *,
+    near: Mapping[float, Ranking],
     digest: str,
     base: str,
     shared: bool,
 ) -> Ranked:
     """The :class:`Ranked` of ``fit`` (fitted on rows ``x``): the pool ordered by its
-    acquisition ``pool_scores`` per trust weight, the genetic search's ``evolved`` rankings,
-    each cut to :data:`POOL_TOP` and :data:`EVOLVED_TOP` rows outside the fit set when
-    ``shared``, complete otherwise."""
+    acquisition ``pool_scores`` per trust weight, the genetic search's ``evolved`` rankings and
+    the neighbourhoods' ``near`` ones, each cut to :data:`POOL_TOP` (the pool) or
+    :data:`EVOLVED_TOP` rows outside the fit set when ``shared``, complete otherwise."""
     fitted = {row_key(row) for row in x}
 
     def part(values: np.ndarray, mean: np.ndarray, std: np.ndarray,
@@ -139,8 +145,9 @@ def rank_fit(
         order = np.argsort(-scores, kind="stable")  # best acquisition first; ties in pool order
         pool_parts[trust] = part(pool[order], fit.pool_mean[order], fit.pool_std[order], order)
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
+    near_parts = {trust: part(*ranking, None) for trust, ranking in near.items()}
     return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts,
-                  fit.tau_method)
+                  fit.tau_method, near_parts)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -168,6 +175,7 @@ def encode(ranked: Ranked) -> str:
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
             "evolved": {repr(t): part(p) for t, p in ranked.evolved.items()},
+            "near": {repr(t): part(p) for t, p in ranked.near.items()},
         },
         separators=(",", ":"),
     )
@@ -218,4 +226,5 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
         {float(t): part(p) for t, p in data["pool"].items()},
         {float(t): part(p) for t, p in data["evolved"].items()},
         method,
+        {float(t): part(p) for t, p in data["near"].items()},
     )

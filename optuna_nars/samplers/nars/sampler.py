@@ -6,8 +6,9 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
    filtered by the resource constraints, proposed in QMC order.
 2. **Predictor-guided rounds** (``n_rounds`` x ``batch_size``): the accuracy predictor, pretrained
    on free labels (FLOPs, parameters) and fine-tuned on measured results, ranks the pool; the best
-   candidates that are neither evaluated nor running are proposed. The predictor is refit once per
-   ``batch_size`` new labels.
+   candidates that are neither evaluated nor running are proposed; the trust region's proposals
+   (below) also rank neighbours of the best measured pairs (``neighbours``, ``_neighbours``).
+   The predictor is refit once per ``batch_size`` new labels.
 3. **Adaptive genetic search**: from then on, an adaptive genetic algorithm over the predictor,
    seeded with the best measured pairs, proposes the best children not yet evaluated.
 
@@ -115,6 +116,10 @@ class NARSSampler(BaseNASSampler):
             (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble: on
             tens of labels and nothing learned beforehand, a GP's prior ranks better (HPOBench
             tables: ``benchmarks/RESULTS.md``). ``0``: always the ensemble.
+        neighbours: Candidates drawn at each refit around the 5 best measured pairs (one to
+            three parameters moved), which the trust region's proposals of stage 2 rank with
+            the pool's best: the pool holds nothing that close to a measured pair. ``0``: the
+            pool only.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, bootstrap, ...), used as configured. Default:
             ``NARSPredictor()``.
@@ -152,6 +157,7 @@ class NARSSampler(BaseNASSampler):
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         gp_labels: int = 50,
+        neighbours: int = 500,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -181,6 +187,7 @@ class NARSSampler(BaseNASSampler):
         self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor()
         self._gp_labels = check_int("gp_labels", gp_labels, minimum=0)
+        self._neighbours = check_int("neighbours", neighbours, minimum=0)
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
@@ -246,6 +253,7 @@ class NARSSampler(BaseNASSampler):
                 "exploration": self._exploration, "trust_region": self._trust_region,
                 "acquisition": self._acquisition_kind,
                 "predictor": self._predictor_template.get_params(), "gp_labels": self._gp_labels,
+                "neighbours": self._neighbours,
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
             if self._objective_metrics is not None:  # single-objective digests unchanged
@@ -292,15 +300,21 @@ class NARSSampler(BaseNASSampler):
             fit = self._fit(study, ctx, numbers, x, y, predicted)
             evolved = {}
             scores = {}
+            near = {}
             for trust in sorted({0.0, self._trust_region}):  # every trust_weight
                 acquisition = self._acquisition(fit, ctx, trust)
                 if evolve_here:
                     if trust not in fit.evolved:
                         fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
                     evolved[trust] = fit.evolved[trust]
+                if trust > 0 and self._neighbours > 0:
+                    if trust not in fit.near:
+                        fit.near[trust] = acquisition.neighbourhood(
+                            ctx.pool, x, y, ctx.feasible, self._neighbours, self._seed)
+                    near[trust] = fit.near[trust]
                 scores[trust] = acquisition.pool_scores(ctx.pool)
-            return rank_fit(fit, scores, evolved, ctx.pool, x, digest=digest, base=base,
-                            shared=shared)
+            return rank_fit(fit, scores, evolved, ctx.pool, x, near=near, digest=digest,
+                            base=base, shared=shared)
 
         with self._lock:
             ranked = ctx.ranked.get(digest)

@@ -1,0 +1,45 @@
+"""Candidates next to the best measured pairs, for the trust region's proposals of stage 2.
+
+A pool of 20,000 scrambled-Sobol points in tens of dimensions holds nothing close to a measured
+pair, so with tens of labels the trust region ("stay where the predictor has data") can only
+mean "not too far". Moving one to three parameters of each of the best measured pairs, the local
+steps Optuna's TPE and GP samplers take, gives it candidates where the labels say the objective
+is good; the acquisition ranks them together with the pool's best
+(:meth:`~optuna_nars.samplers.nars._acquisition.Acquisition.neighbourhood`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from optuna_nars.evolution.operators import VariationOperators
+from optuna_nars.space import ParamSpace
+
+__all__ = ["N_PARENTS", "neighbours"]
+
+N_PARENTS = 5  # the best measured pairs whose neighbours are drawn
+_GENES_MOVED = 1.5  # expected parameters moved per neighbour (at least one)
+_STEP = 0.1  # a numeric parameter's move, standard deviation in the unit cube
+
+
+def neighbours(
+    param_space: ParamSpace,
+    x: np.ndarray,
+    y: np.ndarray,
+    feasible: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """About ``n`` distinct feasible rows, each a few parameters away from one of the
+    :data:`N_PARENTS` best rows of ``x`` (labels ``y``, larger is better)."""
+    if n == 0 or len(x) == 0:
+        return np.zeros((0, x.shape[1]))
+    parents = x[np.argsort(-y, kind="stable")[:N_PARENTS]]
+    parents = np.repeat(parents, -(-n // len(parents)), axis=0)[:n]
+    rate = np.full(len(parents), _GENES_MOVED / max(x.shape[1], 1))
+    moved = VariationOperators(param_space, _STEP).mutate(
+        parents, rate, rng, force=np.ones(len(parents), dtype=bool))
+    moved = np.unique(moved, axis=0)
+    return moved[feasible(moved)]
