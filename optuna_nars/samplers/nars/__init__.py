@@ -6,8 +6,9 @@
 * ``_model``: the predictor: pretraining on free labels, fitting on the labels' normal scores,
   the fit record (predictions back on the objective's scale, distance to measured pairs).
 * ``_scale``: predicted normal scores back on the objective's scale, monotone beyond the labels.
-* ``_acquisition``: scoring the pool (expected improvement, or mean + w * std) and the genetic
-  search over the predictor.
+* ``_acquisition``: scoring the pool (expected improvement, or mean + w * std), the genetic
+  search over the predictor, and the neighbourhoods of the best measured pairs
+  (``_neighbours``).
 * ``_pareto``: multi-objective studies: free objectives computed, the learned one predicted,
   proposals by predicted hypervolume improvement.
 * ``_state``: the per-process state of a space (pool, predictors, fits) and the timings.

@@ -79,13 +79,16 @@ class Acquisition:
         """About ``n`` neighbours of the best measured rows ``x`` (labels ``y``, larger is
         better; :func:`~optuna_nars.samplers.nars._neighbours.neighbours`) and the pool's
         best-scored rows, best acquisition first: the pool's best stay ahead of neighbours
-        they outscore."""
+        they outscore. Computed once per fit and trust weight."""
+        if self.trust in self.fit.near:
+            return self.fit.near[self.trust]
         rng = np.random.default_rng([seed, len(y)])
         near = neighbours(self.param_space, x, y, feasible, n, rng)
         values = np.vstack([near, pool[np.argsort(-self.pool_scores(pool))[:_POOL_BEST]]])
         mean, std = self.fit.predictor.predict(*encode_split(self.param_space, values))
         order = np.argsort(-self.score(values, mean, std), kind="stable")
-        return values[order], mean[order], std[order]
+        self.fit.near[self.trust] = values[order], mean[order], std[order]
+        return self.fit.near[self.trust]
 
     def evolve(
         self,

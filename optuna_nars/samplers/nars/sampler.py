@@ -12,17 +12,12 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
 3. **Adaptive genetic search**: from then on, an adaptive genetic algorithm over the predictor,
    seeded with the best measured pairs, proposes the best children not yet evaluated.
 
-The predictor learns the normal scores of the labels' ranks and its predictions are reported
-back on the objective's scale, extrapolated monotonically beyond the measured range
-(``_model``, ``_scale``). On every other proposal of stages 2 and 3 the acquisition is
-penalised by the distance to the nearest measured pair (``trust_region``, ``_acquisition``),
-which keeps the predictor from chasing its own extrapolation. Expected improvement over a
-bootstrap ensemble (``acquisition="ei"``, ``NARSPredictor(bootstrap=True)``) is an option, not
-the default. Where the encoder has nothing to pretrain on (no free metrics), fits on fewer than
-``gp_labels`` labels use a Gaussian process instead of the ensemble (``_model``). See
-``benchmarks/RESULTS.md`` for what each change did.
-In a multi-objective study (``objective_metrics``), stages 2 and 3 propose by predicted
-hypervolume improvement (``_pareto``).
+The predictor learns the normal scores of the labels' ranks (``_model``; predictions back on
+the objective's scale: ``_scale``). Every other proposal of stages 2 and 3 is penalised by its
+distance to the measured pairs (``trust_region``, ``_acquisition``). The arguments below say
+what each option does, ``benchmarks/RESULTS.md`` what each measured change did. In a
+multi-objective study (``objective_metrics``), stages 2 and 3 propose by predicted hypervolume
+improvement (``_pareto``).
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
 trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
@@ -307,11 +302,9 @@ class NARSSampler(BaseNASSampler):
                     if trust not in fit.evolved:
                         fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
                     evolved[trust] = fit.evolved[trust]
-                if trust > 0 and self._neighbours > 0:
-                    if trust not in fit.near:
-                        fit.near[trust] = acquisition.neighbourhood(
-                            ctx.pool, x, y, ctx.feasible, self._neighbours, self._seed)
-                    near[trust] = fit.near[trust]
+                if trust > 0 and self._neighbours > 0 and stage == Stage.PREDICTOR:
+                    near[trust] = acquisition.neighbourhood(
+                        ctx.pool, x, y, ctx.feasible, self._neighbours, self._seed)
                 scores[trust] = acquisition.pool_scores(ctx.pool)
             return rank_fit(fit, scores, evolved, ctx.pool, x, near=near, digest=digest,
                             base=base, shared=shared)
