@@ -22,8 +22,9 @@ Study system attributes (shared by all workers of a study):
 Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
-:data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`CALIBRATION_ATTR`,
-:data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`, :data:`INTERRUPTED_ATTR`, :data:`LAYER_ATTR`.
+:data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`INTERVAL_SCALE_KEY`,
+:data:`CALIBRATION_ATTR`, :data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`,
+:data:`INTERRUPTED_ATTR`, :data:`LAYER_ATTR`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ CONSTRAINT_PREFIX = "constraints:"  # Optuna's own convention, read by optuna-da
 STAGE_KEY = "nars:stage"
 PREDICTED_KEY = "nars:predicted"
 PREDICTED_STD_KEY = "nars:predicted_std"
+# The multiple of the predictor's own spread that nars:predicted_std holds (1.0 until the study
+# holds enough measured proposals: optuna_nars.samplers.nars._intervals).
+INTERVAL_SCALE_KEY = "nars:interval_scale"
 CALIBRATION_ATTR = "nars:calibration"
 # The label step in force when the trial ended (or "pending"): a trial attribute, distinct from
 # the study's LABEL_STEP_KEY although the dashboard shows both under the same name.

@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from optuna_nars._keys import (
     CLAIM_KEPT_KEY,
     CONSTRAINT_PREFIX,
+    INTERVAL_SCALE_KEY,
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
     PREDICTOR_QUALITY_KEY,
@@ -62,6 +63,7 @@ class Claim:
     stage: Stage | None
     predicted: float | None = None  # on the objective's scale, with predicted_std
     predicted_std: float | None = None
+    interval_scale: float | None = None  # predicted_std's multiple of the model's own spread
     # {"n_labels", "kendall_tau", "kendall_tau_method"} of the model behind the claim, published
     # to the study.
     quality: dict[str, Any] | None = None
@@ -84,6 +86,8 @@ def settle_claim(study: Study, trial: FrozenTrial, claim: Claim, ctx: SpaceConte
     if claim.predicted is not None:
         storage.set_trial_user_attr(trial_id, PREDICTED_KEY, claim.predicted)
         storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, claim.predicted_std)
+        if claim.interval_scale is not None:
+            storage.set_trial_user_attr(trial_id, INTERVAL_SCALE_KEY, claim.interval_scale)
     if claim.quality is not None:
         _publish_quality(study, claim.quality, ctx.published_quality)
 

@@ -20,6 +20,7 @@ from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kenda
 from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
+from optuna_nars.samplers.nars._intervals import interval_scale
 from optuna_nars.samplers.nars._scale import scores_to_values
 from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
@@ -62,6 +63,8 @@ class Fit:
     labels: tuple[np.ndarray, np.ndarray]
     labelled: np.ndarray  # the labelled candidates, encoded
     tau_method: str | None = None  # "prequential" or "cross-validated" (see ranking_quality)
+    # The multiple of the predictor's spread that reported spreads carry (_intervals).
+    interval_scale: float = 1.0
     # Per trust weight: the pool's acquisition scores, the genetic search's ranking, and the
     # neighbourhood's (the trust region's only).
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
@@ -86,11 +89,16 @@ class Fit:
                             for chunk in np.array_split(encoded, max(1, len(encoded) // 4096))])
         return d / self.spacing if self.spacing > 0 else d
 
-    def to_value(self, mean: float, std: float) -> tuple[float, float]:
-        """A predicted score and spread on the objective's scale
+    def to_values(self, mean: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted scores and spreads as values and spreads on the objective's scale
         (:func:`~optuna_nars.samplers.nars._scale.scores_to_values`: monotone beyond the
-        measured range)."""
+        measured range), the spreads times :attr:`interval_scale`."""
         value, spread = scores_to_values(self.labels, np.asarray(mean), np.asarray(std))
+        return value, spread * self.interval_scale
+
+    def to_value(self, mean: float, std: float) -> tuple[float, float]:
+        """One prediction as :meth:`to_values` gives it."""
+        value, spread = self.to_values(np.asarray(mean), np.asarray(std))
         return float(value), float(spread)
 
 
@@ -149,13 +157,16 @@ def fit_predictor(
     seed: int,
     predicted: np.ndarray | None = None,
     gp_labels: int = 0,
+    spread: np.ndarray | None = None,
 ) -> Fit:
     """Fit a copy of ``pretrained`` (it keeps the pretrained encoder) on rows ``x`` labelled
     ``y`` (larger is better), predict ``pool``, and measure the ranking quality
     (:func:`ranking_quality`; ``predicted``: each row's prediction recorded when it was proposed,
-    on ``y``'s scale, NaN where there was none). With fewer than ``gp_labels`` labels and no
-    pretrained encoder, a :class:`~optuna_nars.predictor.gp.GPPredictor` instead: without
-    anything learned beforehand, a Gaussian process's prior ranks tens of labels better."""
+    on ``y``'s scale, NaN where there was none) and the interval scale (``spread``: the raw
+    spreads recorded with them, :func:`~optuna_nars.samplers.nars._intervals.interval_scale`).
+    With fewer than ``gp_labels`` labels and no pretrained encoder, a
+    :class:`~optuna_nars.predictor.gp.GPPredictor` instead: without anything learned
+    beforehand, a Gaussian process's prior ranks tens of labels better."""
     small = len(y) < gp_labels and not pretrained.is_pretrained
     predictor = (GPPredictor() if small else pretrained).clone(seed=seed)
     arch_x, recipe_x = encode_split(param_space, x)
@@ -163,8 +174,12 @@ def fit_predictor(
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
     tau, method = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
+    scale = None
+    if predicted is not None and spread is not None:
+        scale = interval_scale(y, predicted, spread)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
-               np.hstack([arch_x, recipe_x]), tau_method=method)
+               np.hstack([arch_x, recipe_x]), tau_method=method,
+               interval_scale=1.0 if scale is None else scale)
 
 
 def ranking_quality(

@@ -254,8 +254,8 @@ def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: 
                             objective=learned)
     if len(numbers) < 2 or np.ptp(y) == 0:
         return None
-    predicted = recorded_predictions(study, rows, numbers, objective=learned)
-    fit = sampler._fit(study, ctx, numbers, x, y, predicted)
+    recorded = recorded_predictions(study, rows, numbers, objective=learned)
+    fit = sampler._fit(study, ctx, numbers, x, y, recorded)
     axes = _axes(entries, study, fit, cache.pool_metrics)
     ref = np.full(len(entries), 1.0 + _MARGIN)
     values = ctx.pool
@@ -281,7 +281,7 @@ def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: 
     quality = ({"n_labels": len(numbers), "kendall_tau": fit.kendall_tau}
                if fit.kendall_tau is not None else None)
     return Claim(values[k], stage, predicted=axes.signs[axes.learned] * value,
-                 predicted_std=spread, quality=quality)
+                 predicted_std=spread, interval_scale=fit.interval_scale, quality=quality)
 
 
 def pool_metrics(ctx: SpaceContext, entries: tuple[str | None, ...],

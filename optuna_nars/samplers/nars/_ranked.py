@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,11 +27,10 @@ import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
 from optuna_nars.samplers.nars._model import Fit, Ranking
-from optuna_nars.samplers.nars._scale import scores_to_values
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 4  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 5  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -63,6 +63,7 @@ class Ranked:
     tau_method: str | None = None  # "prequential" or "cross-validated" (_model.ranking_quality)
     # Per trust weight (the trust region's only): neighbours of the best measured pairs.
     near: dict[float, Part] = field(default_factory=dict)
+    interval_scale: float = 1.0  # the spreads' multiple of the predictor's own (_intervals)
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
@@ -136,7 +137,7 @@ def rank_fit(
                 if row_key(row) not in fitted:
                     keep.append(i)
             complete = len(keep) < top or keep[-1] == len(values) - 1
-        value, spread = scores_to_values(fit.labels, mean[keep], std[keep])
+        value, spread = fit.to_values(mean[keep], std[keep])
         return Part(values[keep], value, spread, complete,
                     None if index is None else index[keep])
 
@@ -147,7 +148,7 @@ def rank_fit(
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
     near_parts = {trust: part(*ranking, None) for trust, ranking in near.items()}
     return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts,
-                  fit.tau_method, near_parts)
+                  fit.tau_method, near_parts, fit.interval_scale)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -172,6 +173,7 @@ def encode(ranked: Ranked) -> str:
             "n_labels": ranked.n_labels,
             "kendall_tau": ranked.kendall_tau,
             "tau_method": ranked.tau_method,
+            "interval_scale": ranked.interval_scale,
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
             "evolved": {repr(t): part(p) for t, p in ranked.evolved.items()},
@@ -201,6 +203,9 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
     method = data["tau_method"]
     if method is not None and not isinstance(method, str):
         raise ValueError("tau_method is not a text")
+    scale = data["interval_scale"]
+    if not isinstance(scale, float) or not math.isfinite(scale) or scale < 0:
+        raise ValueError("interval_scale is not a finite number >= 0")
 
     def part(d: dict[str, Any]) -> Part:
         mean = np.asarray(d["mean"], dtype=float)
@@ -227,4 +232,5 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
         {float(t): part(p) for t, p in data["evolved"].items()},
         method,
         {float(t): part(p) for t, p in data["near"].items()},
+        scale,
     )

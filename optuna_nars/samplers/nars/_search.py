@@ -26,7 +26,7 @@ from optuna_nars.samplers._context import (
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking
-from optuna_nars.samplers.nars._scale import scores_to_values
+from optuna_nars.samplers.nars._shared_fit import recorded_predictions
 
 if TYPE_CHECKING:
     from optuna_nars.samplers.nars._state import NARSContext
@@ -67,7 +67,7 @@ def top_proposals(
         params = ctx.param_space.values_to_params(values[i])[0]
         costs = {k: float(v[0]) for k, v in metrics(values[i][None]).items()} if metrics else {}
         candidate = ctx.space.from_params(params) if ctx.space is not None else None
-        value, spread = scores_to_values(fit.labels, mean[i : i + 1], std[i : i + 1])
+        value, spread = fit.to_values(mean[i : i + 1], std[i : i + 1])
         out.append(Proposal(params, sign * float(value[0]), float(spread[0]), costs, candidate))
         if len(out) == n:
             break
@@ -92,13 +92,15 @@ def search(
     base = cast("NARSContext", sampler._context(search_space))
     ctx = cast("NARSContext", sampler._make_context(search_space, constraints))
     ctx.pretrained = sampler._pretrained(base, study)
-    numbers, x, y = labelled_rows(study, read_rows(study, ctx, exclude=None))
+    rows = read_rows(study, ctx, exclude=None)
+    numbers, x, y = labelled_rows(study, rows)
     if len(numbers) < 2 or np.ptp(y) == 0:
         raise ValueError(
             "Re-targeting needs at least two labelled trials with different values; "
             f"the study has {len(numbers)}."
         )
-    fit = sampler._fit(study, ctx, numbers, x, y)
+    # The study's measured proposals scale the reported spreads (_intervals).
+    fit = sampler._fit(study, ctx, numbers, x, y, recorded_predictions(study, rows, numbers))
     # Re-targeting reports the best *predicted* pairs: the search climbs the prediction itself,
     # whatever acquisition the sampler explores with.
     evolved = sampler._evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)

@@ -8,9 +8,10 @@ worker's feet (ordering by trial number did, and forced refits at the same label
 
 **The key.** A fit is named by a digest of what it was fitted on (:func:`fit_digest`): the
 sampler's settings, its pool (the space, the constraints and the seed) and the fit set's rows,
-label values and recorded predictions (:func:`recorded_predictions`, from which the fit's
-prequential Kendall tau is computed). A changed label step, another study or other settings
-give another digest, so a fit is never reused for labels it was not fitted on.
+label values and recorded predictions and spreads (:func:`recorded_predictions`, from which the
+fit's prequential Kendall tau and interval scale are computed). A changed label step, another
+study or other settings give another digest, so a fit is never reused for labels it was not
+fitted on.
 
 **Sharing.** What a fit produces, a :class:`~optuna_nars.samplers.nars._ranked.Ranked` (top
 candidates with their predictions, the Kendall tau: small JSON, no weights, no
@@ -39,7 +40,13 @@ import optuna
 from optuna.study import Study
 
 import optuna_nars
-from optuna_nars._keys import PREDICTED_KEY, SHARED_FIT_KEY, SHARED_FIT_LEASE_KEY
+from optuna_nars._keys import (
+    INTERVAL_SCALE_KEY,
+    PREDICTED_KEY,
+    PREDICTED_STD_KEY,
+    SHARED_FIT_KEY,
+    SHARED_FIT_LEASE_KEY,
+)
 from optuna_nars._storage import get_chunked, set_study_chunked
 from optuna_nars._validation import finite_number
 from optuna_nars.predictor.pretraining import fingerprint
@@ -80,15 +87,25 @@ def fit_set(
 
 
 def recorded_predictions(study: Study, rows: StudyRows, numbers: list[int],
-                         objective: int | None = None) -> np.ndarray:
-    """The prediction each of trials ``numbers`` was proposed with (the ``nars:predicted``
-    trial attribute, written before the trial ran), signed as the labels (of ``objective`` in
-    a multi-objective study) are: larger is better; NaN for a trial proposed without one
-    (warm start, enqueued)."""
+                         objective: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(predicted, spread)``: the prediction each of trials ``numbers`` was proposed with
+    (the ``nars:predicted`` trial attribute, written before the trial ran), signed as the labels
+    (of ``objective`` in a multi-objective study) are: larger is better; and its raw spread, the
+    predictor's own before :mod:`~optuna_nars.samplers.nars._intervals` scaled it
+    (``nars:predicted_std`` over ``nars:interval_scale``). NaN for a trial proposed without
+    one (warm start, enqueued)."""
     sign = direction_sign(study, objective)
-    by_number = {t.number: t.user_attrs.get(PREDICTED_KEY) for t in rows.trials}
-    values = [finite_number(by_number.get(n)) for n in numbers]
-    return np.array([math.nan if v is None else sign * v for v in values], dtype=float)
+    attrs = {t.number: t.user_attrs for t in rows.trials}
+    predicted, spread = [], []
+    for n in numbers:
+        got = attrs.get(n, {})
+        value = finite_number(got.get(PREDICTED_KEY))
+        std = finite_number(got.get(PREDICTED_STD_KEY))
+        scale = finite_number(got.get(INTERVAL_SCALE_KEY, 1.0))
+        predicted.append(math.nan if value is None else sign * value)
+        usable = value is not None and std is not None and scale is not None and scale > 0
+        spread.append(std / scale if usable else math.nan)
+    return np.array(predicted, dtype=float), np.array(spread, dtype=float)
 
 
 def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndarray) -> str:
@@ -101,13 +118,12 @@ def base_digest(settings: dict[str, Any], param_space: ParamSpace, pool: np.ndar
     return _digest(text, fingerprint(pool))
 
 
-def fit_digest(base: str, x: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None
-               ) -> str:
+def fit_digest(base: str, x: np.ndarray, y: np.ndarray, predicted: np.ndarray | None = None,
+               spread: np.ndarray | None = None) -> str:
     """The name of the fit on rows ``x`` labelled ``y`` (proposed with the recorded
-    ``predicted`` values) under ``base``."""
-    if predicted is None:
-        return _digest(base, fingerprint(x, y))
-    return _digest(base, fingerprint(x, y, predicted))
+    ``predicted`` values and raw ``spread`` s) under ``base``."""
+    recorded = [a for a in (predicted, spread) if a is not None]
+    return _digest(base, fingerprint(x, y, *recorded))
 
 
 def _digest(*parts: str) -> str:

@@ -257,11 +257,12 @@ class NARSSampler(BaseNASSampler):
         return ctx.base
 
     def _fit(self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray,
-             y: np.ndarray, predicted: np.ndarray | None = None) -> Fit:
+             y: np.ndarray, recorded: tuple[np.ndarray, np.ndarray] | None = None) -> Fit:
         """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``, proposed
-        with the ``predicted`` values: :func:`recorded_predictions`), cached by what it was
-        fitted on."""
-        key = fit_digest(self._base(ctx), x, y, predicted)
+        with the ``recorded`` predictions and spreads: :func:`recorded_predictions`), cached by
+        what it was fitted on."""
+        predicted, spread = recorded if recorded is not None else (None, None)
+        key = fit_digest(self._base(ctx), x, y, predicted, spread)
         with self._lock:
             fit = ctx.fits.get(key)
             if fit is None:
@@ -270,14 +271,15 @@ class NARSSampler(BaseNASSampler):
                 # A fresh seed per label count.
                 fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
                                     seed=self._seed + len(numbers), predicted=predicted,
-                                    gp_labels=self._gp_labels)
+                                    gp_labels=self._gp_labels, spread=spread)
                 self._timed("refit", len(numbers), start)
                 ctx.fits = {key: fit}  # keep only the latest fit
             return fit
 
     def _ranked(
         self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
-        trial_number: int, stage: Stage, claimed: set[RowKey], predicted: np.ndarray,
+        trial_number: int, stage: Stage, claimed: set[RowKey],
+        recorded: tuple[np.ndarray, np.ndarray],
     ) -> Ranked | None:
         """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
         ``trial_number``: shared through the study (one fit per label set among all workers;
@@ -285,14 +287,14 @@ class NARSSampler(BaseNASSampler):
         shared top rows (all of them in ``claimed``), the complete rankings of this process's
         own fit."""
         base = self._base(ctx)
-        digest = fit_digest(base, x, y, predicted)
+        digest = fit_digest(base, x, y, *recorded)
         evolve = stage == Stage.EVOLUTION
         # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
         # runs the genetic search too, so that no worker refits the same labels for it.
         evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
 
         def compute(shared: bool) -> Ranked:
-            fit = self._fit(study, ctx, numbers, x, y, predicted)
+            fit = self._fit(study, ctx, numbers, x, y, recorded)
             evolved = {}
             scores = {}
             near = {}
@@ -360,9 +362,8 @@ class NARSSampler(BaseNASSampler):
             numbers, x, y = fit_set(study, rows, self._batch_size,
                                     min(self._batch_size, self._n_startup_trials))
             if len(numbers) >= 2 and np.ptp(y) > 0:
-                predicted = recorded_predictions(study, rows, numbers)
                 fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed,
-                                   predicted)
+                                   recorded_predictions(study, rows, numbers))
             if fit is not None:
                 quality = fit.quality
                 rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
@@ -424,4 +425,5 @@ def _with_prediction(
     if fit is not None and mean is not None and std is not None:
         value, spread = fit.to_value(mean[i], std[i])
         claim.predicted, claim.predicted_std = sign * value, spread
+        claim.interval_scale = fit.interval_scale
     return claim

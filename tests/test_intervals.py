@@ -1,0 +1,116 @@
+"""Prediction intervals that cover what they claim: NARSSampler scales its spreads by the
+recent errors of its own recorded proposals (``samplers/nars/_intervals``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from optuna_nars import SearchSpace
+from optuna_nars.samplers.nars._intervals import COVERAGE, MIN_PAIRS, WINDOW, interval_scale
+from optuna_nars.samplers.nars._ranked import Part, Ranked, decode, encode
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_sampler import fast_sampler, synthetic_accuracy  # noqa: E402
+
+
+def test_the_scale_is_the_covering_quantile_of_the_latest_errors() -> None:
+    rng = np.random.default_rng(0)
+    n = WINDOW + 15
+    y = rng.normal(size=n)
+    spread = rng.uniform(0.5, 2.0, size=n)
+    predicted = y + rng.normal(size=n) * 3 * spread
+    predicted[:3] = np.nan  # warm start: no prediction
+    spread[5] = 0.0  # unusable
+    usable = np.flatnonzero(np.isfinite(predicted) & (spread > 0))[-WINDOW:]
+    ratios = np.abs(y - predicted)[usable] / spread[usable]
+    scale = interval_scale(y, predicted, spread)
+    assert scale == pytest.approx(np.quantile(ratios, COVERAGE))
+    assert np.mean(ratios <= scale) == pytest.approx(COVERAGE, abs=1 / WINDOW)
+    # Older pairs do not count: a huge early error leaves the scale alone.
+    y_old = y.copy()
+    y_old[3] += 1e6
+    assert interval_scale(y_old, predicted, spread) == scale
+
+
+def test_no_scale_before_enough_measured_proposals() -> None:
+    y = np.arange(10.0)
+    predicted = np.full(10, np.nan)
+    predicted[-(MIN_PAIRS - 1):] = 0.0
+    assert interval_scale(y, predicted, np.ones(10)) is None
+    predicted[-MIN_PAIRS:] = 0.0
+    assert interval_scale(y, predicted, np.ones(10)) is not None
+
+
+# A hand-made study (minimised): trials 2-11 proposed with predictions, spreads and the scale
+# their spreads carried; trials 0 and 1 without a prediction (warm start).
+_VALUES = [5.0, -5.0, 0.0, 1.5, 2.0, 2.5, 4.0, 5.0, 6.5, 7.0, 9.0, 8.0]
+_PREDICTED = [None, None, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+_STD = [None, None, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+_SCALE = [None, None, 4.0, 4.0, 4.0, 4.0, 1.0, 1.0, 1.0, 1.0, None, None]  # None: older study
+
+
+def test_a_study_scales_spreads_by_its_recorded_errors_over_the_raw_spreads() -> None:
+    space = SearchSpace.tiny()
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        if trial.number < 12:
+            for key, column in (("predicted", _PREDICTED), ("predicted_std", _STD),
+                                ("interval_scale", _SCALE)):
+                if column[trial.number] is not None:
+                    trial.set_user_attr(f"nars:{key}", column[trial.number])
+            return _VALUES[trial.number]
+        return 0.0
+
+    sampler = fast_sampler(search_space=space, n_startup_trials=12, batch_size=12)
+    study = optuna.create_study(direction="minimize", sampler=sampler)
+    study.optimize(objective, n_trials=13)
+    proposal = study.trials[12].user_attrs
+    assert proposal["nars:stage"] == "predictor"
+    raw = np.array(_STD[2:]) / np.array([s or 1.0 for s in _SCALE[2:]])
+    errors = np.abs(np.array(_VALUES[2:]) - np.array(_PREDICTED[2:]))
+    expected = np.quantile(errors / raw, COVERAGE)
+    assert proposal["nars:interval_scale"] == pytest.approx(expected)
+    assert proposal["nars:predicted_std"] > 0
+    # Re-targeting reports spreads scaled the same way.
+    (answer,) = sampler.search(study, n=1)
+    assert answer.predicted_std > 0
+
+
+def test_scaled_intervals_cover_about_as_often_as_they_claim() -> None:
+    space = SearchSpace.tiny()
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        noise = np.random.default_rng(trial.number).normal(0, 0.02)
+        return synthetic_accuracy(space, trial.params) + noise
+
+    study = optuna.create_study(direction="maximize", sampler=fast_sampler(search_space=space))
+    study.optimize(objective, n_trials=60)
+    scaled, raw = [], []
+    for t in study.trials:
+        attrs = t.user_attrs
+        scale = attrs.get("nars:interval_scale")
+        if scale is None or scale == 1.0:  # warm start, and before enough measured proposals
+            continue
+        error = abs(t.value - attrs["nars:predicted"])
+        scaled.append(error <= attrs["nars:predicted_std"])
+        raw.append(error <= attrs["nars:predicted_std"] / scale)
+    assert len(scaled) >= 40
+    assert 0.5 <= np.mean(scaled) <= 0.9  # claims 0.68
+    assert np.mean(raw) < 0.3  # the predictor's own spread is far too narrow
+
+
+def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
+    pool = np.arange(12.0).reshape(4, 3)
+    part = Part(pool[:2], np.array([1.0, 0.5]), np.array([0.2, 0.3]), True, np.array([0, 1]))
+    ranked = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 12.5)
+    assert decode(encode(ranked), pool).interval_scale == 12.5
+    bad = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, -1.0)
+    with pytest.raises(ValueError, match="interval_scale"):
+        decode(encode(bad), pool)
