@@ -111,7 +111,7 @@ def test_search_space_stages_are_layers_under_a_flops_budget() -> None:
     first = [t.user_attrs[LAYER_ATTR] for t in study.trials]
     assert first[0] == 0 and max(first) >= 1
     # The recipe is not a stage: it holds one default while the stages are searched.
-    lrs = {t.params["recipe.lr"] for t in study.trials}
+    lrs = {t.params["recipe.lr_factor"] for t in study.trials}
     assert len(lrs) == 1
 
 

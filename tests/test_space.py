@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optuna_nars import Architecture, Candidate, FloatRange, IntRange, SearchSpace, StageSpec
-from optuna_nars.space import Choice, ParamSpace
+from optuna_nars.space import Choice, ParamSpace, RecipeSpec
 
 PRESETS = [SearchSpace.tiny(), SearchSpace.cifar(), SearchSpace.fbnetv3()]
 
@@ -45,16 +46,22 @@ def test_sampling_is_seeded_and_covers_choices() -> None:
     assert not np.array_equal(a, space.sample_values(128, seed=1))
     col = space.names.index("stage1.expansion")
     assert set(a[:, col]) == {0.0, 1.0, 2.0}  # indices of (1, 2, 3): Sobol covers every choice
-    lr = a[:, space.names.index("recipe.lr")]
-    assert lr.min() >= 1e-3 and lr.max() <= 0.5
+    factor = a[:, space.names.index("recipe.lr_factor")]
+    assert factor.min() >= 0.25 and factor.max() <= 4.0
+    # Each optimizer's rates lie around its own base rate.
+    lr, optimizer = space.column(a, "recipe.lr"), space.column(a, "recipe.optimizer")
+    for name, base in (("sgd", 0.125), ("rmsprop", 2**-7), ("adamw", 2**-8)):
+        mine = lr[optimizer == name]
+        assert len(mine) and mine.min() >= base / 4 and mine.max() <= base * 4
+    assert [c.recipe.lr for c in space.decode(a[:8])] == lr[:8].tolist()
 
 
 def test_distribution_names_are_readable_and_stable() -> None:
     space = SearchSpace.cifar()
     dists = space.distributions()
-    assert "stage2.kernel" in dists and "recipe.lr" in dists
-    assert isinstance(dists["recipe.lr"], optuna.distributions.FloatDistribution)
-    assert dists["recipe.lr"].log
+    assert "stage2.kernel" in dists and "recipe.lr_factor" in dists
+    assert isinstance(dists["recipe.lr_factor"], optuna.distributions.FloatDistribution)
+    assert dists["recipe.lr_factor"].log
     assert dists["stage2.channels"] == optuna.distributions.IntDistribution(16, 32, step=8)
     # Fixed dimensions are not Optuna parameters.
     assert "stage1.kernel" not in dists and "resolution" not in dists
@@ -235,3 +242,50 @@ def test_arch_string_errors() -> None:
         Architecture.from_string("r224 banana")
     with pytest.raises(ValueError, match="Cannot parse stage"):
         Architecture.from_string("r32 c16:hs k3x1 h64")
+
+
+BASE = {"sgd": 0.125, "rmsprop": 2**-7, "adamw": 2**-8}
+
+
+def test_per_optimizer_learning_rates_scale_a_factor_by_the_optimizer_base() -> None:
+    space = SearchSpace.tiny()
+    assert "recipe.lr_factor" in space.names and "recipe.lr" not in space.names
+    params = space.values_to_params(space.sample_values(1, seed=0))[0]
+    for optimizer, base in BASE.items():
+        chosen = {**params, "recipe.optimizer": optimizer, "recipe.lr_factor": 2.0}
+        candidate = space.from_params(chosen)
+        assert candidate.recipe.lr == 2.0 * base
+        assert space.to_params(candidate) == chosen
+    # A rate outside the chosen optimizer's own range is outside the space, though another
+    # optimizer's range holds it.
+    sgd = space.from_params({**params, "recipe.optimizer": "sgd", "recipe.lr_factor": 1.0})
+    too_high = dataclasses.replace(sgd, recipe=dataclasses.replace(
+        sgd.recipe, optimizer="adamw", lr=0.125))
+    assert not space.contains(too_high)
+
+
+def test_per_optimizer_rates_survive_json_and_older_spaces_keep_absolute_rates() -> None:
+    space = SearchSpace.cifar()
+    again = SearchSpace.from_json(space.to_json())
+    assert again == space and dict(again.recipe.base_lr) == BASE
+    older = space.to_dict()
+    del older["recipe"]["base_lr"]
+    older["recipe"]["lr"] = {"type": "float", "low": 1e-3, "high": 0.5, "log": True}
+    absolute = SearchSpace.from_dict(older)
+    assert absolute.recipe.base_lr is None and "recipe.lr" in absolute.names
+
+
+@pytest.mark.parametrize(
+    ("base_lr", "message"),
+    [
+        ({"sgd": 0.1, "rmsprop": 0.01}, r"recipe.base_lr: 'adamw' is not given a base rate"),
+        ({**BASE, "lion": 1e-4}, "unknown optimizer 'lion'"),
+        ({**BASE, "sgd": 0.0}, r"base_lr\['sgd'\]: 0.0 is not a positive learning rate"),
+        ({**BASE, "sgd": "fast"}, r"base_lr\['sgd'\]: 'fast'"),
+        ([("sgd", 0.1)], "must map optimizers to learning rates"),
+    ],
+)
+def test_bad_base_rates_name_the_problem(base_lr, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SearchSpace.tiny().replace(recipe=RecipeSpec(lr=FloatRange(0.5, 2.0, log=True),
+                                                     base_lr=base_lr))

@@ -2,7 +2,9 @@
 
 A free or fixed parameter is named after the candidate field it sets: ``resolution``,
 ``stem.channels``, ``stem.stride``, ``activation``, ``stage{i}.<StageArch field>`` (from 1),
-``head.channels``, ``head.features`` and ``recipe.<Recipe field>``.
+``head.channels``, ``head.features`` and ``recipe.<Recipe field>``; the one exception is the
+learning rate of a recipe with per-optimizer base rates, ``recipe.lr_factor``
+(:class:`~optuna_nars.space.RecipeSpec`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from optuna_nars.candidate import Architecture, Candidate, Recipe, StageArch
-from optuna_nars.space.specs import _dimension_fields
+from optuna_nars.space.specs import RecipeSpec, _dimension_fields
 
 if TYPE_CHECKING:
     from optuna_nars.space.dimensions import Dimension
@@ -32,10 +34,11 @@ def named_dimensions(space: SearchSpace) -> Iterator[tuple[str, Dimension, str]]
     yield "head.channels", space.head_channels, "architecture"
     yield "head.features", space.feature_channels, "architecture"
     for name, dim in _dimension_fields(space.recipe):
-        yield f"recipe.{name}", dim, "recipe"
+        yield f"recipe.{space.recipe.lr_name if name == 'lr' else name}", dim, "recipe"
 
 
-def build_candidate(get: Callable[[str], Any], n_stages: int) -> Candidate:
+def build_candidate(get: Callable[[str], Any], n_stages: int, recipe_spec: RecipeSpec
+                    ) -> Candidate:
     """The candidate whose field values ``get(name)`` gives, typed as the candidate wants."""
     stages = tuple(
         StageArch(
@@ -60,9 +63,10 @@ def build_candidate(get: Callable[[str], Any], n_stages: int) -> Candidate:
         head_channels=int(get("head.channels")),
         feature_channels=None if features is None else int(features),
     )
+    optimizer = str(get("recipe.optimizer"))
     recipe = Recipe(
-        optimizer=str(get("recipe.optimizer")),
-        lr=float(get("recipe.lr")),
+        optimizer=optimizer,
+        lr=recipe_spec.learning_rate(optimizer, float(get(f"recipe.{recipe_spec.lr_name}"))),
         weight_decay=float(get("recipe.weight_decay")),
         mixup_alpha=float(get("recipe.mixup_alpha")),
         dropout=float(get("recipe.dropout")),
@@ -73,7 +77,7 @@ def build_candidate(get: Callable[[str], Any], n_stages: int) -> Candidate:
     return Candidate(arch, recipe)
 
 
-def flatten_candidate(candidate: Candidate) -> dict[str, Any]:
+def flatten_candidate(candidate: Candidate, recipe_spec: RecipeSpec) -> dict[str, Any]:
     """Every field value of ``candidate`` by parameter name (inverse of :func:`build_candidate`)."""
     arch, recipe = candidate.architecture, candidate.recipe
     flat: dict[str, Any] = {
@@ -89,4 +93,6 @@ def flatten_candidate(candidate: Candidate) -> dict[str, Any]:
             flat[f"stage{i}.{f.name}"] = getattr(stage, f.name)
     for f in fields(recipe):
         flat[f"recipe.{f.name}"] = getattr(recipe, f.name)
+    if recipe_spec.base_lr is not None:
+        flat["recipe.lr_factor"] = recipe_spec.lr_value(recipe.optimizer, flat.pop("recipe.lr"))
     return flat

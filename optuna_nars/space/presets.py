@@ -19,7 +19,17 @@ if TYPE_CHECKING:
 else:
     S = TypeVar("S")
 
-__all__ = ["cifar", "fbnetv3", "tiny"]
+__all__ = ["BASE_LR", "cifar", "fbnetv3", "tiny"]
+
+# Each optimizer's learning rate is searched from a quarter to four times its own base rate:
+# SGD with Nesterov momentum about 0.1 (torchvision's classification reference), RMSprop
+# (TF-style, eps 1e-3) about 0.01 (EfficientNet's 0.016 at batch 256), AdamW about 0.004
+# (ConvNeXt's), each rounded to a power of two so that factor x base is exact. One shared
+# range cannot suit all three: on Fashion-MNIST, rates SGD trains well with make RMSprop
+# diverge, and rates that suit AdamW and RMSprop leave SGD barely moving
+# (benchmarks/lr_ranges.py).
+BASE_LR = {"sgd": 2**-3, "rmsprop": 2**-7, "adamw": 2**-8}
+_LR_FACTOR = FloatRange(0.25, 4.0, log=True)
 
 # The released FBNetV3 A..E models, one row per stage. Every stage chooses a kernel of 3 or 5 and
 # its channels in steps of 8; a depth is a constant or a (low, high) range. A stride-2 row is the
@@ -54,7 +64,8 @@ def fbnetv3(cls: type[S], in_channels: int, num_classes: int) -> S:
     """ImageNet-scale joint space around FBNetV3 (paper Table 2, the released A..E models)."""
     recipe = RecipeSpec(
         optimizer=("rmsprop", "sgd", "adamw"),
-        lr=FloatRange(5e-3, 0.5, log=True),
+        lr=_LR_FACTOR,
+        base_lr=BASE_LR,
         weight_decay=FloatRange(5e-6, 5e-5, log=True),
         mixup_alpha=FloatRange(0.0, 0.4),
         dropout=FloatRange(0.05, 0.35),
@@ -83,7 +94,8 @@ def _small_space(
     in_channels: int,
     num_classes: int,
 ) -> S:
-    """A space for small inputs: stride-1 stem, hswish, the default recipe, no feature layer."""
+    """A space for small inputs: stride-1 stem, hswish, the default recipe's ranges with
+    per-optimizer learning rates, no feature layer."""
     return cls(
         stages=stages,
         resolution=resolution,
@@ -91,6 +103,7 @@ def _small_space(
         stem_stride=1,
         head_channels=head_channels,
         activation="hswish",
+        recipe=RecipeSpec(lr=_LR_FACTOR, base_lr=BASE_LR),
         in_channels=in_channels,
         num_classes=num_classes,
     )

@@ -145,6 +145,7 @@ class SearchSpace:
         return build_candidate(
             lambda name: params[name] if name in params else self._fixed_value(name),
             len(self.stages),
+            self.recipe,
         )
 
     def to_params(self, candidate: Candidate) -> dict[str, Any]:
@@ -154,7 +155,7 @@ class SearchSpace:
             raise ValueError(
                 f"The architecture has {len(arch.stages)} stages, the space {len(self.stages)}."
             )
-        flat = flatten_candidate(candidate)
+        flat = flatten_candidate(candidate, self.recipe)
         for p in self._all:
             value = flat[p.name]
             if isinstance(p.dim, Choice) and isinstance(value, float) and value.is_integer():
@@ -188,8 +189,14 @@ class SearchSpace:
         return self.params_to_values([self.to_params(c) for c in candidates])
 
     def column(self, values: np.ndarray, name: str) -> np.ndarray:
-        """The actual values of parameter ``name`` for every row (fixed ones broadcast)."""
+        """The actual values of parameter ``name`` for every row (fixed ones broadcast); also
+        ``recipe.lr``, the learning rates, where the space searches ``recipe.lr_factor``."""
         values = np.atleast_2d(values)
+        if name == "recipe.lr" and self.recipe.base_lr is not None:
+            optimizers = self.column(values, "recipe.optimizer")
+            factors = self.column(values, "recipe.lr_factor").astype(float)
+            return np.array([self.recipe.learning_rate(str(o), float(f))
+                             for o, f in zip(optimizers, factors, strict=True)])
         if name in self._index:
             p = self._free[self._index[name]]
             return p.dim.actual(values[:, self._index[name]])
@@ -227,6 +234,8 @@ class SearchSpace:
         out = {name: dim.to_json() for name, dim in _dimension_fields(self) if name != "stages"}
         out["stages"] = [dims(stage) for stage in self.stages]
         out["recipe"] = dims(self.recipe)
+        if self.recipe.base_lr is not None:
+            out["recipe"]["base_lr"] = dict(self.recipe.base_lr)
         out["in_channels"] = self.in_channels
         out["num_classes"] = self.num_classes
         return out

@@ -7,8 +7,9 @@ message can name the field by its parameter name (``stage2.kernel: 4 is not ...`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, fields
+import math
+from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -109,7 +110,17 @@ class StageSpec:
 
 @dataclass(frozen=True)
 class RecipeSpec:
-    """The training-recipe half of the joint space."""
+    """The training-recipe half of the joint space.
+
+    ``base_lr`` (``{optimizer: learning rate}``, one for every optimizer the space holds) makes
+    the learning rate relative to the chosen optimizer: ``lr`` then ranges over multiples of
+    its base rate, the parameter ``recipe.lr_factor`` (the candidate's ``Recipe.lr`` is still
+    the rate it trains with). One absolute range cannot suit SGD and the adaptive optimizers
+    at once: rates that SGD needs make RMSprop and AdamW diverge, and theirs leave SGD barely
+    moving. Without it, ``lr`` is the learning rate itself (``recipe.lr``). Base rates that are
+    powers of two (as the presets') keep the round trip candidate -> params -> candidate exact
+    in floating point; with others a factor may come back an ulp off.
+    """
 
     optimizer: Any = OPTIMIZERS
     lr: Any = FloatRange(1e-3, 0.5, log=True)
@@ -119,9 +130,33 @@ class RecipeSpec:
     stochastic_depth: Any = FloatRange(0.0, 0.2)
     ema: Any = (True, False)
     label_smoothing: Any = FloatRange(0.0, 0.2)
+    base_lr: Any = field(default=None, metadata={"dimension": False})
 
     def __post_init__(self) -> None:
         _normalise(self)
+        if isinstance(self.base_lr, Mapping):  # frozen and hashable: sorted (name, rate) pairs
+            object.__setattr__(self, "base_lr", tuple(sorted(self.base_lr.items())))
+
+    @property
+    def lr_name(self) -> str:
+        """The learning rate's parameter, after ``recipe.``: ``lr_factor`` with ``base_lr``."""
+        return "lr" if self.base_lr is None else "lr_factor"
+
+    def learning_rate(self, optimizer: str, value: float) -> float:
+        """The rate ``optimizer`` trains with for the ``lr`` dimension's ``value``."""
+        return value if self.base_lr is None else value * dict(self.base_lr)[optimizer]
+
+    def lr_value(self, optimizer: str, rate: float) -> float:
+        """The ``lr`` dimension's value for a rate (inverse of :meth:`learning_rate`); a
+        factor within rounding of the range's ends is put on them."""
+        if self.base_lr is None:
+            return rate
+        base = dict(self.base_lr).get(optimizer)
+        if base is None:
+            return math.nan  # an optimizer the space does not hold: outside it
+        value = rate / base
+        ends = self.lr.values if isinstance(self.lr, Choice) else (self.lr.low, self.lr.high)
+        return next((end for end in ends if math.isclose(value, end, rel_tol=1e-12)), value)
 
     def _validate(self, prefix: str) -> None:
         for name, dim in _dimension_fields(self):
@@ -130,7 +165,10 @@ class RecipeSpec:
                       f"one of {OPTIMIZERS}")
         positive = lambda x: isinstance(x, (int, float)) and x > 0  # noqa: E731
         fraction = lambda x: isinstance(x, (int, float)) and 0 <= x < 1  # noqa: E731
-        _check_values(f"{prefix}.lr", self.lr, positive, "a positive learning rate")
+        if self.base_lr is None:
+            _check_values(f"{prefix}.lr", self.lr, positive, "a positive learning rate")
+        else:
+            self._validate_base_lr(prefix, positive)
         _check_values(f"{prefix}.weight_decay", self.weight_decay,
                       lambda x: isinstance(x, (int, float)) and x >= 0, "a weight decay >= 0")
         _check_values(f"{prefix}.mixup_alpha", self.mixup_alpha,
@@ -138,3 +176,21 @@ class RecipeSpec:
         for name in ("dropout", "stochastic_depth", "label_smoothing"):
             _check_values(f"{prefix}.{name}", getattr(self, name), fraction, "a rate in [0, 1)")
         _check_values(f"{prefix}.ema", self.ema, lambda s: isinstance(s, bool), "True or False")
+
+    def _validate_base_lr(self, prefix: str, positive: Callable[[Any], bool]) -> None:
+        example = "e.g. base_lr={'sgd': 0.1, 'rmsprop': 0.01, 'adamw': 0.003}"
+        if not isinstance(self.base_lr, tuple) or not all(
+                isinstance(p, tuple) and len(p) == 2 for p in self.base_lr):
+            raise ValueError(f"{prefix}.base_lr must map optimizers to learning rates ({example}).")
+        rates = dict(self.base_lr)
+        for name, rate in rates.items():
+            if name not in OPTIMIZERS:
+                raise ValueError(f"{prefix}.base_lr: unknown optimizer {name!r}; "
+                                 f"choose from {OPTIMIZERS}.")
+            if not (positive(rate) and math.isfinite(rate)):
+                raise ValueError(f"{prefix}.base_lr[{name!r}]: {rate!r} is not a positive "
+                                 f"learning rate ({example}).")
+        _check_values(f"{prefix}.base_lr", self.optimizer, lambda o: o in rates,
+                      f"given a base rate (add it to base_lr, {example})")
+        _check_values(f"{prefix}.lr_factor", self.lr, positive,
+                      "a positive multiple of the optimizer's base rate")
