@@ -11,7 +11,7 @@ accuracy, and the share that failed to train (accuracy below ``--fail-below``, c
 
 Run from the repository root::
 
-    python benchmarks/lr_ranges.py            # 60 trials per space
+    python benchmarks/lr_ranges.py            # 40 trials per space
     python benchmarks/lr_ranges.py --quick    # 12 trials per space
 
 Results go to ``benchmarks/results/lr_ranges.json``.
@@ -93,7 +93,7 @@ def summarise(trials: Sequence[dict[str, Any]], fail_below: float) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = benchmark_parser(__doc__, "12 trials per space")
-    parser.add_argument("--n-trials", type=int, default=60)
+    parser.add_argument("--n-trials", type=int, default=40)
     parser.add_argument("--fail-below", type=float, default=0.3)
     args = parse_run_args(parser, argv, output=RESULTS_DIR / "lr_ranges.json", quiet_optuna=True)
     n = 12 if args.quick else args.n_trials
