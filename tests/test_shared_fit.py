@@ -35,6 +35,11 @@ def _record(study: optuna.Study) -> list[tuple[dict, float | None, str]]:
             for t in study.trials]
 
 
+def _intervals(study: optuna.Study) -> list[tuple[float | None, float | None]]:
+    return [(t.user_attrs.get("nars:predicted_std"), t.user_attrs.get("nars:interval_scale"))
+            for t in study.trials]
+
+
 def test_two_workers_fit_once_per_label_set_and_propose_what_one_would() -> None:
     space = SearchSpace.tiny()
     objective = synthetic_objective(space)
@@ -52,6 +57,14 @@ def test_two_workers_fit_once_per_label_set_and_propose_what_one_would() -> None
     shared = _record(studies[0])
     assert [p for p, _, _ in shared] == [p for p, _, _ in _record(single)]
     assert [v for _, v, _ in shared] == pytest.approx([v for _, v, _ in _record(single)])
+    # The interval scale is derived from the storage: the workers report what one would.
+    scales = [k for _, k in _intervals(studies[0])]
+    assert any(k is not None and k != 1.0 for k in scales)
+    for (std, scale), (std_alone, scale_alone) in zip(_intervals(studies[0]), _intervals(single),
+                                                      strict=True):
+        assert (std is None) == (std_alone is None) and (scale is None) == (scale_alone is None)
+        if std is not None:
+            assert (std, scale) == pytest.approx((std_alone, scale_alone))
     assert {"predictor", "evolution"} <= {s for _, _, s in shared}
     refits = _refits(*workers)
     assert set(refits) == set(_refits(alone))  # the same label sets ...
