@@ -318,6 +318,8 @@ def test_space(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["space", "--space", "cifar", "--max-flops", "5e6", "--samples", "500"]) == 0
     out = capsys.readouterr().out
     assert "stage2.kernel" in out and "Within {'flops': 5000000.0}" in out
+    assert "times the optimizer's base learning rate: adamw 0.003906, rmsprop 0.007812, sgd 0.125" \
+        in out
     assert "flops: min" in out and "params: min" in out
     # JSON out, and back in as --space.
     assert cli_main(["space", "--space", "tiny", "--json"]) == 0

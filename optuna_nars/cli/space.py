@@ -27,6 +27,9 @@ def cmd_space(args: argparse.Namespace) -> int:
           f"{space.num_classes} classes.")
     for name, dist in space.distributions().items():
         print(f"  {name:28s} {dist}")
+        if name == "recipe.lr_factor" and space.recipe.base_lr is not None:
+            rates = ", ".join(f"{o} {r:.4g}" for o, r in space.recipe.base_lr)
+            print(f"  {'':28s} times the optimizer's base learning rate: {rates}")
     values = space.sample_values(args.samples, seed=0)
     costs = space_costs(space, values)
     for metric in METRICS:
