@@ -54,8 +54,8 @@ CONSTRAINT_PREFIX = "constraints:"  # Optuna's own convention, read by optuna-da
 STAGE_KEY = "nars:stage"
 PREDICTED_KEY = "nars:predicted"
 PREDICTED_STD_KEY = "nars:predicted_std"
-# The multiple of the predictor's own spread that nars:predicted_std holds (1.0 until the study
-# holds enough measured proposals: optuna_nars.samplers.nars._intervals).
+# The multiple of the predictor's own spread that nars:predicted_std holds (from the study's
+# measured proposals, or the first fits' cross-validation: optuna_nars.samplers.nars._intervals).
 INTERVAL_SCALE_KEY = "nars:interval_scale"
 CALIBRATION_ATTR = "nars:calibration"
 # The label step in force when the trial ended (or "pending"): a trial attribute, distinct from

@@ -11,11 +11,13 @@ import optuna
 import pytest
 
 from optuna_nars import SearchSpace
+from optuna_nars.predictor import NARSPredictor
+from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.samplers.nars._intervals import COVERAGE, MIN_PAIRS, WINDOW, interval_scale
 from optuna_nars.samplers.nars._ranked import Part, Ranked, decode, encode
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_sampler import fast_sampler, synthetic_accuracy  # noqa: E402
+from test_sampler import FAST, fast_sampler, synthetic_accuracy  # noqa: E402
 
 
 def test_the_scale_is_the_covering_quantile_of_the_latest_errors() -> None:
@@ -114,3 +116,31 @@ def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
     bad = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, -1.0)
     with pytest.raises(ValueError, match="interval_scale"):
         decode(encode(bad), pool)
+
+
+def test_the_first_fit_scales_its_spreads_by_its_cross_validated_errors() -> None:
+    space = SearchSpace.tiny()
+
+    def objective(trial: optuna.Trial) -> float:
+        space.suggest(trial)
+        return synthetic_accuracy(space, trial.params)
+
+    sampler = fast_sampler(search_space=space, n_startup_trials=10, batch_size=10)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    study.optimize(objective, n_trials=11)
+    proposal = study.trials[10].user_attrs
+    assert proposal["nars:stage"] == "predictor"  # no proposal measured before it ...
+    quality = study._storage.get_study_system_attrs(study._study_id)["nars:predictor"]
+    assert quality["kendall_tau_method"] == "cross-validated"
+    assert proposal["nars:interval_scale"] > 1.0  # ... yet its spread is scaled
+
+
+def test_out_of_fold_predictions_are_what_the_cross_validated_tau_ranks() -> None:
+    rng = np.random.default_rng(0)
+    arch_x, recipe_x = rng.random((20, 4)), rng.random((20, 2))
+    y = arch_x.sum(axis=1) + rng.normal(0, 0.1, 20)
+    predictor = NARSPredictor(seed=0, **FAST)
+    mean, std = out_of_fold(predictor, arch_x, recipe_x, y, k=5)
+    assert mean.shape == std.shape == (20,) and np.all(std >= 0)
+    assert ranking_tau(mean, y) == predictor.kendall_tau_cv(arch_x, recipe_x, y, k=5)
+    assert out_of_fold(predictor, arch_x[:3], recipe_x[:3], y[:3]) is None

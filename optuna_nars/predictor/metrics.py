@@ -16,7 +16,7 @@ from optuna_nars.predictor._plumbing import as_2d
 if TYPE_CHECKING:
     from optuna_nars.predictor.estimator import NARSPredictor
 
-__all__ = ["kendall_tau_cv", "prequential_kendall_tau"]
+__all__ = ["kendall_tau_cv", "out_of_fold", "prequential_kendall_tau", "ranking_tau"]
 
 
 def kendall_tau_cv(
@@ -28,12 +28,36 @@ def kendall_tau_cv(
     k: int = 5,
     seed: int | None = None,
 ) -> float:
-    """Kendall tau between k-fold out-of-fold predictions and the measured ``y``.
+    """Kendall tau between k-fold out-of-fold predictions (:func:`out_of_fold`) and the
+    measured ``y``. Returns NaN with fewer than 4 samples or when ``y`` (or the predictions) are
+    constant: there is no ranking to judge.
+    """
+    predicted = out_of_fold(predictor, arch_x, recipe_x, y, k=k, seed=seed)
+    return math.nan if predicted is None else ranking_tau(predicted[0], y)
+
+
+def ranking_tau(predicted: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau of ``predicted`` against ``y``; NaN when the predictions are constant."""
+    if np.ptp(predicted) == 0:
+        return math.nan
+    return float(kendalltau(predicted, y).statistic)
+
+
+def out_of_fold(
+    predictor: NARSPredictor,
+    arch_x: np.ndarray,
+    recipe_x: np.ndarray | None,
+    y: np.ndarray,
+    *,
+    k: int = 5,
+    seed: int | None = None,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """k-fold out-of-fold predictions of ``y``: the mean and spread each sample gets from a fit
+    on the other folds; ``None`` with fewer than 4 samples or a constant ``y``.
 
     Every fold is fitted by an unfitted clone of ``predictor`` (same arguments, same pretrained
     encoder); ``predictor`` itself is left unchanged. ``k`` is capped at the number of samples;
-    ``seed`` (default: the predictor's) shuffles the folds. Returns NaN with fewer than 4 samples
-    or when ``y`` (or the predictions) are constant: there is no ranking to judge.
+    ``seed`` (default: the predictor's) shuffles the folds.
     """
     y = np.asarray(y, dtype=float).reshape(-1)
     k = check_int("k", k, minimum=2, example=5)
@@ -41,17 +65,15 @@ def kendall_tau_cv(
     arch_x = as_2d("arch_x", arch_x, n)
     recipe_x = as_2d("recipe_x", recipe_x, n)
     if n < 4 or np.ptp(y) == 0:
-        return math.nan
+        return None
     rng = np.random.default_rng(predictor.seed if seed is None else seed)
     folds = np.array_split(rng.permutation(n), min(k, n))
-    oof = np.empty(n)
+    mean, std = np.empty(n), np.empty(n)
     for test in folds:
         train = np.setdiff1d(np.arange(n), test)
         model = predictor.clone().fit(arch_x[train], recipe_x[train], y[train])
-        oof[test] = model.predict(arch_x[test], recipe_x[test])[0]
-    if np.ptp(oof) == 0:
-        return math.nan
-    return float(kendalltau(oof, y).statistic)
+        mean[test], std[test] = model.predict(arch_x[test], recipe_x[test])
+    return mean, std
 
 
 def prequential_kendall_tau(predicted: np.ndarray, measured: np.ndarray) -> float:

@@ -9,8 +9,12 @@ the scale applied to the spread (``nars:predicted``, ``nars:predicted_std``,
 scale is the 68.27% quantile of ``|measured - predicted| / raw spread`` over the latest
 :data:`WINDOW` proposals of the fit set, once it holds :data:`MIN_PAIRS` (split-conformal
 prediction with the recent proposals as the calibration set; the recent ones, because the
-errors shrink as the predictor learns). Only the reported spread changes: the acquisition
-ranks with the predictor's own.
+errors shrink as the predictor learns). Before that, the first fits (from 10 labels) take the
+same quantile over their 5-fold cross-validation's out-of-fold errors, in normal scores
+(:func:`~optuna_nars.samplers.nars._model.ranking_quality`); it runs anyway for their Kendall
+tau. Those errors are smaller than a proposal's, which the search picked where the predictor
+is most optimistic, so the first scale is still too small. Only the reported spread changes:
+the acquisition ranks with the predictor's own.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ measures how far a candidate lies from the measured ones (for the trust region).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -18,6 +19,7 @@ from scipy.stats import norm, rankdata
 
 from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
 from optuna_nars.predictor.gp import GPPredictor
+from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
 from optuna_nars.samplers.nars._intervals import interval_scale
@@ -173,10 +175,13 @@ def fit_predictor(
     z = normal_scores(y)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
-    tau, method = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
+    tau, method, out_of_fold = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
     scale = None
     if predicted is not None and spread is not None:
         scale = interval_scale(y, predicted, spread)
+    if scale is None and out_of_fold is not None:
+        # No measured proposal yet: the cross-validation's own errors, in normal scores.
+        scale = interval_scale(*out_of_fold)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
                np.hstack([arch_x, recipe_x]), tau_method=method,
                interval_scale=1.0 if scale is None else scale)
@@ -188,26 +193,32 @@ def ranking_quality(
     recipe_x: np.ndarray,
     z: np.ndarray,
     predicted: np.ndarray | None,
-) -> tuple[float | None, str | None]:
-    """``(kendall_tau, method)`` of a fit on ``arch_x``, ``recipe_x`` labelled ``z``.
+) -> tuple[float | None, str | None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """``(kendall_tau, method, out_of_fold)`` of a fit on ``arch_x``, ``recipe_x`` labelled
+    ``z``; ``out_of_fold`` is ``(z, mean, std)`` of the cross-validation when it ran.
 
     The **prequential** tau when the fit set holds at least :data:`MIN_PREQUENTIAL_PAIRS`
     trials proposed with a prediction (over the latest :data:`PREQUENTIAL_WINDOW` of them): free,
     and it judges the rankings the search acted on. Before that (the first refits after the warm
     start, or a study of enqueued trials), the 5-fold **cross-validated** tau, which costs five
     extra fits (about three quarters of a refit's CPU), so it is spent only while the free one
-    is not available yet. ``(None, None)`` with fewer than 10 labels. The tau is reported (the
-    study's ``nars:predictor`` attribute, the dashboard, the CLI); no proposal depends on it.
+    is not available yet. ``(None, None, None)`` with fewer than 10 labels. The tau is reported
+    (the study's ``nars:predictor`` attribute, the dashboard, the CLI); no proposal depends on
+    it. The out-of-fold predictions also scale the first fits' intervals
+    (:mod:`~optuna_nars.samplers.nars._intervals`).
     """
     if predicted is not None:
         # Ranks are all Kendall tau sees: the labels' normal scores rank as the labels do.
         pairs = np.flatnonzero(np.isfinite(predicted))
         if len(pairs) >= MIN_PREQUENTIAL_PAIRS:
             recent = pairs[-PREQUENTIAL_WINDOW:]
-            return prequential_kendall_tau(predicted[recent], z[recent]), "prequential"
+            return (prequential_kendall_tau(predicted[recent], z[recent]), "prequential",
+                    None)
     if len(z) < 10:
-        return None, None
+        return None, None, None
     # 5-fold CV on at most the latest 200 labels bounds its cost.
     recent = slice(-200, None)
-    tau = predictor.kendall_tau_cv(arch_x[recent], recipe_x[recent], z[recent], k=5)
-    return tau, "cross-validated"
+    oof = out_of_fold(predictor, arch_x[recent], recipe_x[recent], z[recent], k=5)
+    if oof is None:
+        return math.nan, "cross-validated", None
+    return ranking_tau(oof[0], z[recent]), "cross-validated", (z[recent], *oof)
