@@ -59,12 +59,12 @@ def family(
 
     Each member is a :func:`~optuna_nars.retarget.retarget` proposal (predicted value,
     ``predicted_std`` and the ``interval`` predicted +- one predicted standard deviation
-    (scaled to cover about 68% of the errors of the study's latest measured proposals, once it
-    has five: ``nars:interval_scale``), costs, arch, recipe, Optuna params, and the trial and
-    label if it was trained already) plus its ``budget``. Budgets are sorted; a larger budget
-    never gets a member predicted worse than a smaller one's (that member fits the larger
-    budget too, and is reused there, with ``same_as`` naming the smaller budget). Every member
-    meets its budget.
+    (scaled to cover about 68% of the errors of the study's latest measured proposals, or of
+    the fit's cross-validation before five are measured: ``nars:interval_scale``), costs,
+    arch, recipe, Optuna params, and the trial and label if it was trained already) plus its
+    ``budget``. Budgets are sorted; a larger budget never gets a member predicted worse than a
+    smaller one's (that member fits the larger budget too, and is reused there, with
+    ``same_as`` naming the smaller budget). Every member meets its budget.
 
     Args:
         study: A study of ``space`` with at least two labelled trials of different values.

@@ -104,7 +104,8 @@ def nars_diagnostics(pr: ProblemRuns, sampler: str = "nars") -> dict[str, Any]:
         taus = [x for x in taus if x is not None]
         if taus:
             out["cv_tau"][t] = float(np.median(taus))
-    for lo, hi in ((10, 50), (50, 100), (100, 200)):
+    # 11-20: the first predictor round, issue 12's checkpoint for real training.
+    for lo, hi in ((10, 20), (10, 50), (50, 100), (100, 200)):
         taus = []
         for r in runs:
             pred = np.array([math.nan if p is None else p for p in r["nars"]["predicted"]][lo:hi],

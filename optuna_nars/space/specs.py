@@ -135,7 +135,8 @@ class RecipeSpec:
     def __post_init__(self) -> None:
         _normalise(self)
         if isinstance(self.base_lr, Mapping):  # frozen and hashable: sorted (name, rate) pairs
-            object.__setattr__(self, "base_lr", tuple(sorted(self.base_lr.items())))
+            pairs = sorted(self.base_lr.items(), key=lambda pair: str(pair[0]))
+            object.__setattr__(self, "base_lr", tuple(pairs))
 
     @property
     def lr_name(self) -> str:

@@ -26,8 +26,8 @@ __all__ = ["COVERAGE", "MIN_PAIRS", "WINDOW", "interval_scale"]
 
 COVERAGE = float(2 * norm.cdf(1.0) - 1)  # what a 1-std Gaussian interval claims
 MIN_PAIRS = 5
-# Measured on the suite's recorded proposals (refits every 10 labels): a window of 20 covers
-# 0.65-0.70 on all eight tables; all pairs (the early, larger errors too) up to 0.83.
+# Recent pairs only: the early errors are larger, and a window over all of them over-covers
+# (benchmarks/RESULTS.md, issue 12, session 7).
 WINDOW = 20
 
 

@@ -175,13 +175,13 @@ def fit_predictor(
     z = normal_scores(y)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
-    tau, method, out_of_fold = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
+    tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
     scale = None
     if predicted is not None and spread is not None:
         scale = interval_scale(y, predicted, spread)
-    if scale is None and out_of_fold is not None:
+    if scale is None and cv is not None:
         # No measured proposal yet: the cross-validation's own errors, in normal scores.
-        scale = interval_scale(*out_of_fold)
+        scale = interval_scale(*cv)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
                np.hstack([arch_x, recipe_x]), tau_method=method,
                interval_scale=1.0 if scale is None else scale)
