@@ -269,30 +269,6 @@ def test_trust_region_keeps_every_other_proposal_near_measured_pairs() -> None:
         NARSSampler(trust_region=-1)
 
 
-def test_adaptive_trust_schedule_follows_the_kind_of_proposal_that_measured_better() -> None:
-    from optuna_nars.samplers.nars._schedule import MIN_EVIDENCE, trust_weight
-
-    # Alternating: even trials near the data, odd ones anywhere, whatever was measured.
-    assert [trust_weight(n, 2.0) for n in range(10, 14)] == [2.0, 0.0, 2.0, 0.0]
-    # Measured proposals 10-29: the trust region's (even) labelled above the free picks (4k+1).
-    numbers = np.arange(10, 30)
-    near_wins = np.where(numbers % 2 == 0, 1.0, 0.0) + numbers * 1e-3
-    free_wins = np.where(numbers % 4 == 1, 1.0, 0.0) + numbers * 1e-3
-    for schedule, labels, expected in [("adaptive", near_wins, 2.0),
-                                       ("adaptive", free_wins, 0.0),
-                                       ("alternate", near_wins, 0.0)]:
-        assert trust_weight(31, 2.0, schedule, numbers, labels) == expected
-        assert trust_weight(30, 2.0, schedule, numbers, labels) == 2.0  # even: always near
-        assert trust_weight(29, 2.0, schedule, numbers, labels) == 0.0  # 4k+1: always free
-    assert trust_weight(31, 0.0, "adaptive", numbers, near_wins) == 0.0  # no trust region
-    # Too little evidence of either kind: the predictor's free pick, as before.
-    few = numbers[: 2 * MIN_EVIDENCE]  # 10-15: three even trials, one 4k+1 (13)
-    assert (few % 4 == 1).sum() < MIN_EVIDENCE
-    assert trust_weight(31, 2.0, "adaptive", few, near_wins[: len(few)]) == 0.0
-    with pytest.raises(ValueError, match="trust_schedule must be one of"):
-        NARSSampler(trust_schedule="sometimes")
-
-
 def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

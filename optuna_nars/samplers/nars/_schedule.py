@@ -1,20 +1,16 @@
 """When NARSSampler does what: the stages by trial number, the refit schedule, the trust region.
 
-Everything here is a function of trial numbers, label counts and the fit set's labels only, so
-every worker holding the same storage makes the same decisions.
+Everything here is a function of trial numbers and label counts only, so every worker holding
+the same storage makes the same decisions.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
-from scipy.stats import rankdata
 
 from optuna_nars._keys import Stage
 
-__all__ = ["MIN_EVIDENCE", "TRUST_SCHEDULES", "StagePlan", "refit_size", "trust_weight"]
+__all__ = ["StagePlan", "refit_size", "trust_weight"]
 
 
 @dataclass(frozen=True)
@@ -57,38 +53,11 @@ def refit_size(n_labels: int, batch_size: int) -> int:
         k += step
 
 
-TRUST_SCHEDULES = ("alternate", "adaptive")
-MIN_EVIDENCE = 3  # measured proposals of each kind before the adaptive schedule chooses
-
-
-def trust_weight(
-    trial_number: int,
-    trust_region: float,
-    schedule: str = "alternate",
-    numbers: Sequence[int] = (),
-    y: np.ndarray | None = None,
-) -> float:
+def trust_weight(trial_number: int, trust_region: float) -> float:
     """The trust-region weight of trial ``trial_number``'s acquisition.
 
-    ``"alternate"``: even trials stay near measured pairs, odd ones follow the predictor
-    anywhere: the penalty alone gets stuck around an early incumbent (HPOLib), the bare
-    predictor chases its own extrapolation into corners (HPOBench); alternating holds up on
-    both. ``"adaptive"``: even trials and every other odd one (``4k + 1``) as before; the
-    remaining quarter (``4k + 3``) takes the kind that has measured better so far, by the mean
-    rank of its trials' labels ``y`` (larger is better) among the measured proposals
-    ``numbers`` (the fit set's trials proposed with a prediction), and follows the predictor
-    until each kind has :data:`MIN_EVIDENCE` of them. Where the predictor's own picks train
-    worse than the trust region's (real training, whose extrapolated recipes diverge), three
-    proposals in four stay near the data. The fit set is the same for every worker, and so is
-    the choice.
+    Even trials stay near measured pairs, odd ones follow the predictor anywhere: the penalty
+    alone gets stuck around an early incumbent (HPOLib), the bare predictor chases its own
+    extrapolation into corners (HPOBench); alternating holds up on both.
     """
-    if trial_number % 2 == 0:
-        return trust_region
-    if schedule == "alternate" or trial_number % 4 == 1 or y is None or trust_region == 0:
-        return 0.0
-    numbers_ = np.asarray(numbers)
-    ranks = rankdata(np.asarray(y, dtype=float)) / max(len(numbers_), 1)
-    near, anywhere = numbers_ % 2 == 0, numbers_ % 4 == 1
-    if min(near.sum(), anywhere.sum()) < MIN_EVIDENCE:
-        return 0.0
-    return trust_region if ranks[near].mean() > ranks[anywhere].mean() else 0.0
+    return 0.0 if trial_number % 2 else trust_region

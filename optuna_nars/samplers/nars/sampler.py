@@ -42,7 +42,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from optuna_nars._keys import Stage
-from optuna_nars._validation import check_choice, check_int, check_real
+from optuna_nars._validation import check_int, check_real
 from optuna_nars.cost import LatencyTable
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._base import BaseNASSampler
@@ -53,7 +53,7 @@ from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._acquisition import ACQUISITIONS, Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
-from optuna_nars.samplers.nars._schedule import TRUST_SCHEDULES, StagePlan, trust_weight
+from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
 from optuna_nars.samplers.nars._shared_encoder import obtain_encoder
 from optuna_nars.samplers.nars._shared_fit import (
@@ -106,10 +106,6 @@ class NARSSampler(BaseNASSampler):
             pairs' typical spacing; the predictor's outputs are normal scores of the labels), so
             that half the proposals stay where the predictor has data. ``0`` disables it (it is
             on the scale of the normal scores, so use ``0`` with ``acquisition="ei"``).
-        trust_schedule: Which proposals the trust region takes: ``"alternate"``, every other
-            one; ``"adaptive"`` (the default), in stage 2 every other one and, of the rest,
-            every other one while the trust region's proposals have measured better than the
-            predictor's free picks (``_schedule.trust_weight``); stage 3 alternates.
         gp_labels: Without a pretrained encoder (no free metrics, or a recipe-only space), fits
             on fewer labels than this use a Gaussian process on the encodings
             (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble: on
@@ -153,7 +149,6 @@ class NARSSampler(BaseNASSampler):
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
         trust_region: float = 1.0,
-        trust_schedule: str = "adaptive",
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         gp_labels: int = 50,
@@ -181,7 +176,6 @@ class NARSSampler(BaseNASSampler):
         self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
         self._exploration = check_real("exploration", exploration, low=0)
         self._trust_region = check_real("trust_region", trust_region, low=0)
-        self._trust_schedule = check_choice("trust_schedule", trust_schedule, TRUST_SCHEDULES)
         if acquisition not in ACQUISITIONS:
             raise ValueError(f"acquisition must be one of {', '.join(map(repr, ACQUISITIONS))}. "
                              f"Got {acquisition!r}. Use e.g. acquisition='ucb'.")
@@ -285,7 +279,7 @@ class NARSSampler(BaseNASSampler):
     def _ranked(
         self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
         trial_number: int, stage: Stage, claimed: set[RowKey],
-        recorded: tuple[np.ndarray, np.ndarray], trust: float,
+        recorded: tuple[np.ndarray, np.ndarray],
     ) -> Ranked | None:
         """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
         ``trial_number``: shared through the study (one fit per label set among all workers;
@@ -326,7 +320,7 @@ class NARSSampler(BaseNASSampler):
                     return None
                 if ranked.digest == digest:  # not a stand-in while another worker fits
                     ctx.ranked = {digest: ranked}
-            if ranked.exhausted(trust, evolve, claimed):
+            if ranked.exhausted(trust_weight(trial_number, self._trust_region), evolve, claimed):
                 complete = ctx.complete.get(digest)
                 if complete is None or not complete.covers(evolve):
                     complete = compute(shared=False)
@@ -367,19 +361,13 @@ class NARSSampler(BaseNASSampler):
             # label would make a new set to fit).
             numbers, x, y = fit_set(study, rows, self._batch_size,
                                     min(self._batch_size, self._n_startup_trials))
-            recorded = recorded_predictions(study, rows, numbers)
-            proposed = ~np.isnan(recorded[0])  # the measured proposals: the schedule's evidence
-            # Adaptive in stage 2 only: the genetic search keeps alternating (it lost at 200
-            # trials when adaptive too: benchmarks/RESULTS.md).
-            schedule = self._trust_schedule if stage == Stage.PREDICTOR else "alternate"
-            trust = trust_weight(trial.number, self._trust_region, schedule,
-                                 np.asarray(numbers, dtype=int)[proposed], y[proposed])
             if len(numbers) >= 2 and np.ptp(y) > 0:
                 fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed,
-                                   recorded, trust)
+                                   recorded_predictions(study, rows, numbers))
             if fit is not None:
                 quality = fit.quality
-                rankings += fit.rankings(trust, stage == Stage.EVOLUTION)
+                rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
+                                         stage == Stage.EVOLUTION)
             else:
                 # Too few distinct labels to fit yet, or another worker makes the first fit.
                 stage = Stage.QMC
