@@ -61,6 +61,7 @@ def run_seed(seed: int, repeats: int, threads: int) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     from benchmarks.suite.runner import make_sampler, quiet, run_study
+    from optuna_nars.predictor import prequential_kendall_tau
 
     torch.set_num_threads(threads)
     quiet()
@@ -89,7 +90,7 @@ def run_seed(seed: int, repeats: int, threads: int) -> dict[str, Any]:
         "measured": measured.tolist(),
         "predicted": predicted.tolist(),
         "repeats": again.tolist(),
-        "prequential": float(kendalltau(predicted, measured).statistic),
+        "prequential": prequential_kendall_tau(predicted, measured),
         "retest": float(kendalltau(again.mean(axis=1), measured).statistic),
         "spread": float(np.std(measured, ddof=1)),
         # Even trials stay near the measured pairs, odd ones follow the predictor anywhere.

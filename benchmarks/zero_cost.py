@@ -150,18 +150,16 @@ def scores(problem: FashionMNISTProblem, values: np.ndarray, seed: int) -> list[
     ones took; on the problem's first 64 training images."""
     import torch
 
-    from optuna_nars.cost import count_flops, count_params
-
     data = problem.objective().data
     images = torch.stack([data.train[i][0] for i in range(64)])
     labels = torch.tensor([int(data.train[i][1]) for i in range(64)])
+    costs = space_costs(problem.space, values)  # the cost model NARS pretrains on
     out = []
-    for candidate in problem.space.decode(values):
-        arch = candidate.architecture
+    for i, candidate in enumerate(problem.space.decode(values)):
         start = time.perf_counter()
-        row = training_free(arch, images, labels, seed)
-        out.append({"log_flops": math.log(count_flops(arch, 1, 10)),
-                    "log_params": math.log(count_params(arch, 1, 10)),
+        row = training_free(candidate.architecture, images, labels, seed)
+        out.append({"log_flops": math.log(costs["flops"][i]),
+                    "log_params": math.log(costs["params"][i]),
                     **row, "score_s": time.perf_counter() - start})
     return out
 
