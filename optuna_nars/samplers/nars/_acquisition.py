@@ -19,7 +19,6 @@ from scipy.stats import norm
 
 from optuna_nars.evolution import adaptive_genetic_search
 from optuna_nars.predictor import encode_split
-from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._neighbours import neighbours
 from optuna_nars.space import ParamSpace
@@ -47,21 +46,16 @@ class Acquisition:
     exploration: float
     trust: float
     kind: str = "ucb"
-    gp_kind: str | None = None  # a GP fit's acquisition, without the trust region; None: kind's
 
     def score(self, values: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """The acquisition of rows ``values`` predicted ``mean`` +- ``std``."""
-        kind, trust = self.kind, self.trust
-        if self.gp_kind is not None and isinstance(self.fit.predictor, GPPredictor):
-            # A GP's posterior spread grows away from the data: it needs no trust region.
-            kind, trust = self.gp_kind, 0.0
-        if kind == "ei":
+        if self.kind == "ei":
             # The fit's scores are normal scores of the labels: the best label's is the last.
             score = expected_improvement(mean, std, float(self.fit.labels[1][-1]))
         else:
             score = mean + self.exploration * std
-        if trust > 0:
-            score = score - trust * self.fit.novelty(
+        if self.trust > 0:
+            score = score - self.trust * self.fit.novelty(
                 np.hstack(encode_split(self.param_space, values))
             )
         return score

@@ -152,7 +152,6 @@ class NARSSampler(BaseNASSampler):
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         gp_labels: int = 50,
-        gp_acquisition: str | None = None,
         neighbours: int = 500,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
@@ -183,11 +182,6 @@ class NARSSampler(BaseNASSampler):
         self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor()
         self._gp_labels = check_int("gp_labels", gp_labels, minimum=0)
-        if gp_acquisition is not None and gp_acquisition not in ACQUISITIONS:
-            raise ValueError(f"gp_acquisition must be None or one of "
-                             f"{', '.join(map(repr, ACQUISITIONS))}. Got {gp_acquisition!r}. "
-                             "Use e.g. gp_acquisition='ei'.")
-        self._gp_acquisition = gp_acquisition
         self._neighbours = check_int("neighbours", neighbours, minimum=0)
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
@@ -254,7 +248,6 @@ class NARSSampler(BaseNASSampler):
                 "exploration": self._exploration, "trust_region": self._trust_region,
                 "acquisition": self._acquisition_kind,
                 "predictor": self._predictor_template.get_params(), "gp_labels": self._gp_labels,
-                "gp_acquisition": self._gp_acquisition,
                 "neighbours": self._neighbours,
                 "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
             }
@@ -344,7 +337,7 @@ class NARSSampler(BaseNASSampler):
 
     def _acquisition(self, fit: Fit, ctx: SpaceContext, trust: float) -> Acquisition:
         return Acquisition(fit, ctx.param_space, self._exploration, trust,
-                           self._acquisition_kind, self._gp_acquisition)
+                           self._acquisition_kind)
 
     # ---- sampling --------------------------------------------------------------------------
 
