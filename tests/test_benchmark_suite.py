@@ -178,6 +178,31 @@ def test_ranks_and_summary_on_a_small_grid() -> None:
     assert mean == pytest.approx(np.mean([r["best"][24] for r in runs if r["sampler"] == "tpe"]))
 
 
+def _hand_run(sampler: str, seed: int, regret: list[float]) -> dict:
+    best = [-r for r in regret]  # any observed values; only the regrets matter here
+    return {"problem": "hand", "sampler": sampler, "seed": seed, "n_trials": len(regret),
+            "direction": "maximize", "optimum": 0.0, "wall_s": 0.1, "value": best,
+            "best": best, "regret": regret, "feasible": [1.0] * len(regret),
+            "sampler_s": [0.0] * len(regret), "eval_s": [0.0] * len(regret)}
+
+
+def test_trials_to_tpe_regret_counts_from_where_the_regret_stays_under() -> None:
+    # TPE ends at mean regret 0.2. "a" dips under it at trial 2, rises (a lucky evaluation
+    # replaced a truly better incumbent), and stays under from trial 5; "b" never does.
+    runs = [_hand_run("tpe", s, [1.0, 0.8, 0.6, 0.4, 0.3, 0.2]) for s in (0, 1)]
+    runs += [_hand_run("a", 0, [0.5, 0.1, 0.5, 0.5, 0.2, 0.1]),
+             _hand_run("a", 1, [0.5, 0.1, 0.3, 0.3, 0.2, 0.1]),
+             _hand_run("b", 0, [0.5, 0.4, 0.3, 0.3, 0.3, 0.3]),
+             _hand_run("b", 1, [0.5, 0.4, 0.3, 0.3, 0.3, 0.3])]
+    pr = ProblemRuns("hand", runs)
+    assert pr.trials_to_regret("a", 0.2) == 5
+    assert pr.trials_to_regret("tpe", 0.2) == 6
+    assert pr.trials_to_regret("b", 0.2) is None
+    hand = summarize(runs, checkpoints=(3, 6))["problems"]["hand"]
+    assert hand["tpe_regret"] == pytest.approx(0.2)
+    assert [hand["samplers"][s]["to_tpe_regret"] for s in ("a", "b", "tpe")] == [5, None, 6]
+
+
 def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     args = ["run", "--problems", "nasbench201-cifar10", "--samplers", "random", "tpe",
             "--seeds", "2", "--n-trials", "25", "--jobs", "1", "--out", str(tmp_path)]
@@ -191,6 +216,7 @@ def test_cli_runs_resumes_and_reports(tmp_path, capsys) -> None:
     assert "0 run(s) recorded" in capsys.readouterr().out
     report = (tmp_path / "RESULTS.md").read_text()
     assert "### nasbench201-cifar10" in report and "best @ 25" in report
+    assert "trials to TPE@25 regret" in report
     assert "Harness check" in report
     assert (tmp_path / "plots" / "nasbench201-cifar10.png").stat().st_size > 1000
 
