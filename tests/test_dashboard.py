@@ -156,6 +156,8 @@ def test_pending_trial_note_edited_by_a_user_is_kept(synthetic_study) -> None:
 @pytest.mark.parametrize(("quality", "text"), [
     ({"n_labels": 12, "kendall_tau": 0.0}, "0.000"),
     ({"n_labels": 30, "kendall_tau": 0.25, "kendall_tau_method": "prequential"}, "0.250"),
+    ({"n_labels": 20, "kendall_tau": 0.3, "kendall_tau_method": "cross-validated",
+      "model": "gp"}, "0.300"),
     ({"n_labels": 40, "kendall_tau": 0.41234}, "0.412"),
     ({"n_labels": 12, "kendall_tau": math.nan}, "undefined"),  # constant predictions
     (None, "not yet"),
@@ -174,6 +176,7 @@ def test_predictor_kendall_tau_is_one_text_everywhere(quality, text: str) -> Non
         assert "Not cross-validated yet" in note
     else:
         assert f"{method} Kendall tau **{text}**" in note
+        assert ("by a Gaussian process" in note) == (quality.get("model") == "gp")
 
 
 def test_figures(synthetic_study) -> None:

@@ -116,6 +116,13 @@ def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
     bad = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, -1.0)
     with pytest.raises(ValueError, match="interval_scale"):
         decode(encode(bad), pool)
+    # Which model predicted travels too, and only a known one.
+    gp = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 1.0, "gp")
+    assert decode(encode(gp), pool).model == "gp"
+    assert decode(encode(gp), pool).quality["model"] == "gp"  # type: ignore[index]
+    unknown = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 1.0, "forest")
+    with pytest.raises(ValueError, match="model"):
+        decode(encode(unknown), pool)
 
 
 def test_the_first_fit_scales_its_spreads_by_its_cross_validated_errors() -> None:

@@ -127,14 +127,19 @@ def _stages_section(study: optuna.Study, trials: list[FrozenTrial]) -> list[str]
     return lines
 
 
+# The model behind the latest fit (the sampler's gp_labels and model_choice).
+_MODEL_NAMES = {"ensemble": " by the MLP ensemble", "gp": " by a Gaussian process"}
+
+
 def _predictor_section(snap: StudySnapshot) -> list[str]:
     """The predictor's Kendall tau and its error on the trials it proposed."""
     quality = snap.system_attrs.get(PREDICTOR_QUALITY_KEY)
     labels = snap.labels
     lines = ["", "### Accuracy predictor", ""]
     if snap.predictor_tau != "not yet":
+        model = _MODEL_NAMES.get(quality.get("model"), "")
         lines.append(
-            f"Refit on **{quality.get('n_labels')}** labelled trials; "
+            f"Refit on **{quality.get('n_labels')}** labelled trials{model}; "
             f"{snap.predictor_tau_method} Kendall tau **{snap.predictor_tau}** "
             "(1 = ranks pairs perfectly, 0 = chance)."
         )

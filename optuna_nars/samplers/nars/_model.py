@@ -28,11 +28,15 @@ from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
 
 __all__ = [
+    "CHOICE_LABELS",
+    "CV_LABELS",
     "MIN_PREQUENTIAL_PAIRS",
+    "MODELS",
     "PREQUENTIAL_WINDOW",
     "Fit",
     "Ranking",
     "ShareEncoder",
+    "choose_model",
     "fit_predictor",
     "normal_scores",
     "pretrain_predictor",
@@ -41,12 +45,17 @@ __all__ = [
 
 Ranking = tuple[np.ndarray, np.ndarray, np.ndarray]  # values, mean, std: best first
 Predictor = NARSPredictor | GPPredictor  # what a fit predicts with (see NARSSampler gp_labels)
+MODELS = ("ensemble", "gp")  # Fit.model: which of the two it is
 
 # The prequential tau needs this many predicted-then-measured trials in the fit set (fewer: the
 # cross-validated one), and uses the latest this many: it follows the current predictors rather
 # than the first rounds' (about +-0.1 of sampling error at 50 pairs).
 MIN_PREQUENTIAL_PAIRS = 10
 PREQUENTIAL_WINDOW = 50
+CV_LABELS = 200  # the cross-validated tau's labels: the latest this many
+# model_choice compares the models from this many labels: on fewer, five folds of two or three
+# labels each choose at random.
+CHOICE_LABELS = 20
 
 
 @dataclass
@@ -72,6 +81,12 @@ class Fit:
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
     evolved: dict[float, Ranking] = field(default_factory=dict)
     near: dict[float, Ranking] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """``"gp"`` when a Gaussian process predicts (``gp_labels``, ``model_choice``), else
+        ``"ensemble"``."""
+        return "gp" if isinstance(self.predictor, GPPredictor) else "ensemble"
 
     @functools.cached_property
     def spacing(self) -> float:
@@ -160,6 +175,7 @@ def fit_predictor(
     predicted: np.ndarray | None = None,
     gp_labels: int = 0,
     spread: np.ndarray | None = None,
+    model_choice: bool = False,
 ) -> Fit:
     """Fit a copy of ``pretrained`` (it keeps the pretrained encoder) on rows ``x`` labelled
     ``y`` (larger is better), predict ``pool``, and measure the ranking quality
@@ -173,9 +189,14 @@ def fit_predictor(
     predictor = (GPPredictor() if small else pretrained).clone(seed=seed)
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
+    oof = None
+    if (model_choice and CHOICE_LABELS <= len(y) < min(gp_labels, CV_LABELS + 1)
+            and pretrained.is_pretrained):
+        predictor, oof = choose_model([predictor, GPPredictor(seed=seed)], arch_x, recipe_x, z,
+                                      seed)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
-    tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted)
+    tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted, oof)
     scale = None
     if predicted is not None and spread is not None:
         scale = interval_scale(y, predicted, spread)
@@ -187,12 +208,30 @@ def fit_predictor(
                interval_scale=1.0 if scale is None else scale)
 
 
+def choose_model(
+    candidates: list[Predictor], arch_x: np.ndarray, recipe_x: np.ndarray, z: np.ndarray,
+    seed: int,
+) -> tuple[Predictor, tuple[np.ndarray, np.ndarray] | None]:
+    """``(model, out_of_fold)``: the candidate whose 5-fold out-of-fold predictions (the same
+    folds for each, shuffled by ``seed``) rank ``z`` best, the first on ties, and those
+    predictions (``None`` when none could be made)."""
+    best: tuple[Predictor, tuple[np.ndarray, np.ndarray] | None] = (candidates[0], None)
+    best_tau = -math.inf
+    for model in candidates:
+        oof = out_of_fold(model, arch_x, recipe_x, z, k=5, seed=seed)
+        tau = math.nan if oof is None else ranking_tau(oof[0], z)
+        if not math.isnan(tau) and tau > best_tau:
+            best, best_tau = (model, oof), tau
+    return best
+
+
 def ranking_quality(
     predictor: Predictor,
     arch_x: np.ndarray,
     recipe_x: np.ndarray,
     z: np.ndarray,
     predicted: np.ndarray | None,
+    oof: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[float | None, str | None, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
     """``(kendall_tau, method, out_of_fold)`` of a fit on ``arch_x``, ``recipe_x`` labelled
     ``z``; ``out_of_fold`` is ``(z, mean, std)`` of the cross-validation when it ran.
@@ -205,7 +244,8 @@ def ranking_quality(
     is not available yet. ``(None, None, None)`` with fewer than 10 labels. The tau is reported
     (the study's ``nars:predictor`` attribute, the dashboard, the CLI); no proposal depends on
     it. The out-of-fold predictions also scale the first fits' intervals
-    (:mod:`~optuna_nars.samplers.nars._intervals`).
+    (:mod:`~optuna_nars.samplers.nars._intervals`). ``oof``: those predictions, when
+    :func:`choose_model` made them already (on every label, fewer than :data:`CV_LABELS`).
     """
     if predicted is not None:
         # Ranks are all Kendall tau sees: the labels' normal scores rank as the labels do.
@@ -216,9 +256,10 @@ def ranking_quality(
                     None)
     if len(z) < 10:
         return None, None, None
-    # 5-fold CV on at most the latest 200 labels bounds its cost.
-    recent = slice(-200, None)
-    oof = out_of_fold(predictor, arch_x[recent], recipe_x[recent], z[recent], k=5)
+    # 5-fold CV on at most the latest CV_LABELS labels bounds its cost.
+    recent = slice(-CV_LABELS, None)
+    if oof is None:
+        oof = out_of_fold(predictor, arch_x[recent], recipe_x[recent], z[recent], k=5)
     if oof is None:
         return math.nan, "cross-validated", None
     return ranking_tau(oof[0], z[recent]), "cross-validated", (z[recent], *oof)

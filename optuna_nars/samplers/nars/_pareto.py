@@ -33,7 +33,7 @@ finished trial, so each worker scores the pool itself (a few milliseconds).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,10 +53,10 @@ from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set, recorded_
 from optuna_nars.space import SearchSpace
 
 if TYPE_CHECKING:
-    from optuna_nars.samplers.nars._state import NARSContext
-    from optuna_nars.samplers.nars.sampler import NARSSampler
+    from optuna_nars.samplers.nars._fitting import Fitter
+    from optuna_nars.samplers.nars._state import NARSContext, ParetoCache
 
-__all__ = ["ParetoCache", "check_objective_metrics", "check_study", "propose_pareto"]
+__all__ = ["check_objective_metrics", "check_study", "pool_metrics", "propose_pareto"]
 
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
@@ -114,15 +114,6 @@ def check_study(entries: tuple[str | None, ...] | None, study: Study) -> None:
             f"objective_metrics={list(entries)!r} describes {len(entries)} objectives but the "
             f"study has {n}; give one entry per objective of the study's directions."
         )
-
-
-@dataclass
-class ParetoCache:
-    """Per context: the pool's free metrics, and the genetic search's rows per fit."""
-
-    pool_metrics: dict[str, np.ndarray]
-    evolved: dict[str, np.ndarray] = field(default_factory=dict)  # fit digest -> rows
-    warned: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,49 +204,51 @@ def improvement(points: np.ndarray, front: np.ndarray, ref: np.ndarray) -> np.nd
     return out
 
 
-def _evolved(sampler: NARSSampler, ctx: NARSContext, fit: Fit, key: str, axes: _Axes,
+def _evolved(fitter: Fitter, ctx: NARSContext, fit: Fit, key: str, axes: _Axes,
              front: np.ndarray, front_rows: np.ndarray, ref: np.ndarray,
              cache: ParetoCache) -> np.ndarray:
     """The genetic search's final population for ``fit``, climbing the predicted HVI over the
     fit set's own front (so every worker searches alike), cached per fit."""
     if key not in cache.evolved:
+        exploration = fitter.settings.exploration
         metrics_fn = ctx.metrics
         assert metrics_fn is not None  # checked with the context
 
         def score(values: np.ndarray) -> np.ndarray:
             mean, std = fit.predictor.predict(*encode_split(ctx.param_space, values))
-            points = axes.losses(mean + sampler._exploration * std, metrics_fn(values))
+            points = axes.losses(mean + exploration * std, metrics_fn(values))
             return improvement(points, front, ref)
 
-        pool_score = improvement(axes.losses(fit.pool_mean + sampler._exploration * fit.pool_std,
+        pool_score = improvement(axes.losses(fit.pool_mean + exploration * fit.pool_std,
                                              cache.pool_metrics), front, ref)
         initial = np.unique(np.vstack([front_rows, ctx.pool[np.argsort(-pool_score)[:48]]]),
                             axis=0)
-        rng = np.random.default_rng([sampler._seed, len(fit.labels[0]), 7])
+        rng = np.random.default_rng([fitter.settings.seed, len(fit.labels[0]), 7])
         values, _ = adaptive_genetic_search(ctx.param_space, score, initial[ctx.feasible(initial)],
                                             feasible=ctx.feasible, rng=rng)
         cache.evolved = {key: values}  # the latest fit's only
     return cache.evolved[key]
 
 
-def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: NARSContext,
-                   rows: StudyRows) -> Claim | None:
-    """The claim for ``trial`` of a multi-objective study; ``None`` when the QMC pool order
-    applies (the warm start, or too few distinct labels to fit)."""
-    entries = sampler._objective_metrics
-    assert entries is not None and ctx.pareto is not None
+def propose_pareto(fitter: Fitter, entries: tuple[str | None, ...], study: Study,
+                   trial: FrozenTrial, ctx: NARSContext, rows: StudyRows) -> Claim | None:
+    """The claim for ``trial`` of a multi-objective study (``entries``: the checked
+    ``objective_metrics``); ``None`` when the QMC pool order applies (the warm start, or too few
+    distinct labels to fit)."""
+    assert ctx.pareto is not None
     cache = ctx.pareto
-    stage = sampler.plan.stage(trial.number)
+    plan = fitter.plan
+    stage = plan.stage(trial.number)
     if stage == Stage.QMC:
         return None
-    batch = sampler._batch_size
+    batch = plan.batch_size
     learned = entries.index(None)
-    numbers, x, y = fit_set(study, rows, batch, min(batch, sampler._n_startup_trials),
+    numbers, x, y = fit_set(study, rows, batch, min(batch, plan.n_startup_trials),
                             objective=learned)
     if len(numbers) < 2 or np.ptp(y) == 0:
         return None
     recorded = recorded_predictions(study, rows, numbers, objective=learned)
-    fit = sampler._fit(study, ctx, numbers, x, y, recorded)
+    fit = fitter.fit(study, ctx, numbers, x, y, recorded)
     axes = _axes(entries, study, fit, cache.pool_metrics)
     ref = np.full(len(entries), 1.0 + _MARGIN)
     values = ctx.pool
@@ -263,15 +256,16 @@ def propose_pareto(sampler: NARSSampler, study: Study, trial: FrozenTrial, ctx: 
     metrics = cache.pool_metrics
     if stage == Stage.EVOLUTION:
         fit_front, fit_rows = _front(study, ctx, rows, fit, axes, cache, set(numbers))
-        key = fit_digest(sampler._base(ctx), x, y)
-        evolved = _evolved(sampler, ctx, fit, key, axes, fit_front, fit_rows, ref, cache)
+        key = fit_digest(fitter.base(ctx), x, y)
+        evolved = _evolved(fitter, ctx, fit, key, axes, fit_front, fit_rows, ref, cache)
         e_mean, e_std = fit.predictor.predict(*encode_split(ctx.param_space, evolved))
         e_metrics = ctx.metrics(evolved) if ctx.metrics is not None else {}
         values, mean, std = (np.vstack([evolved, values]), np.concatenate([e_mean, mean]),
                              np.concatenate([e_std, std]))
         metrics = {k: np.concatenate([e_metrics[k], v]) for k, v in metrics.items()}
     front, _ = _front(study, ctx, rows, fit, axes, cache)
-    scores = improvement(axes.losses(mean + sampler._exploration * std, metrics), front, ref)
+    exploration = fitter.settings.exploration
+    scores = improvement(axes.losses(mean + exploration * std, metrics), front, ref)
     order = np.argsort(-scores, kind="stable")
     i = rows.pick(values[order])
     if i is None:

@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
-from optuna_nars.samplers.nars._model import Fit, Ranking
+from optuna_nars.samplers.nars._model import MODELS, Fit, Ranking
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 5  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 6  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -64,6 +64,7 @@ class Ranked:
     # Per trust weight (the trust region's only): neighbours of the best measured pairs.
     near: dict[float, Part] = field(default_factory=dict)
     interval_scale: float = 1.0  # the spreads' multiple of the predictor's own (_intervals)
+    model: str = "ensemble"  # what predicted: the MLP "ensemble" or a "gp" (_model.Fit.model)
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
@@ -98,12 +99,12 @@ class Ranked:
 
     @property
     def quality(self) -> dict[str, Any] | None:
-        """``{"n_labels", "kendall_tau", "kendall_tau_method"}`` to publish, when the fit's
-        ranking quality was measured."""
+        """``{"n_labels", "kendall_tau", "kendall_tau_method", "model"}`` to publish, when the
+        fit's ranking quality was measured."""
         if self.kendall_tau is None:
             return None
         return {"n_labels": self.n_labels, "kendall_tau": self.kendall_tau,
-                "kendall_tau_method": self.tau_method}
+                "kendall_tau_method": self.tau_method, "model": self.model}
 
 
 def rank_fit(
@@ -148,7 +149,7 @@ def rank_fit(
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
     near_parts = {trust: part(*ranking, None) for trust, ranking in near.items()}
     return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts,
-                  fit.tau_method, near_parts, fit.interval_scale)
+                  fit.tau_method, near_parts, fit.interval_scale, fit.model)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -174,6 +175,7 @@ def encode(ranked: Ranked) -> str:
             "kendall_tau": ranked.kendall_tau,
             "tau_method": ranked.tau_method,
             "interval_scale": ranked.interval_scale,
+            "model": ranked.model,
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
             "evolved": {repr(t): part(p) for t, p in ranked.evolved.items()},
@@ -206,6 +208,9 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
     scale = data["interval_scale"]
     if not isinstance(scale, float) or not math.isfinite(scale) or scale < 0:
         raise ValueError("interval_scale is not a finite number >= 0")
+    model = data["model"]
+    if model not in MODELS:
+        raise ValueError(f"model is not one of {', '.join(MODELS)}")
 
     def part(d: dict[str, Any]) -> Part:
         mean = np.asarray(d["mean"], dtype=float)
@@ -233,4 +238,5 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
         method,
         {float(t): part(p) for t, p in data["near"].items()},
         scale,
+        model,
     )

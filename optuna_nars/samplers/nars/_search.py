@@ -29,8 +29,9 @@ from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._shared_fit import recorded_predictions
 
 if TYPE_CHECKING:
+    from optuna_nars.samplers._base import BaseNASSampler
+    from optuna_nars.samplers.nars._fitting import Fitter
     from optuna_nars.samplers.nars._state import NARSContext
-    from optuna_nars.samplers.nars.sampler import NARSSampler
 
 __all__ = ["Proposal", "search", "top_proposals"]
 
@@ -75,11 +76,12 @@ def top_proposals(
 
 
 def search(
-    sampler: NARSSampler, study: Study, constraints: Constraints | None, n: int
+    sampler: BaseNASSampler, fitter: Fitter, study: Study, constraints: Constraints | None,
+    n: int,
 ) -> list[Proposal]:
-    """:meth:`NARSSampler.search`: ``sampler``'s predictor, refit on every labelled trial of
-    ``study``, searched under ``constraints`` (``None``: the sampler's own; ``{}``: none); its
-    pretrained encoder is reused."""
+    """:meth:`NARSSampler.search`: the predictor of ``sampler`` (whose fitting is ``fitter``),
+    refit on every labelled trial of ``study``, searched under ``constraints`` (``None``: the
+    sampler's own; ``{}``: none); its pretrained encoder is reused."""
     n = check_int("n", n, minimum=1)
     if constraints is None:
         constraints = sampler.constraints
@@ -91,7 +93,7 @@ def search(
         raise ValueError("The study has no search space yet; run some trials first.")
     base = cast("NARSContext", sampler._context(search_space))
     ctx = cast("NARSContext", sampler._make_context(search_space, constraints))
-    ctx.pretrained = sampler._pretrained(base, study)
+    ctx.pretrained = fitter.pretrained(base, study)
     rows = read_rows(study, ctx, exclude=None)
     numbers, x, y = labelled_rows(study, rows)
     if len(numbers) < 2 or np.ptp(y) == 0:
@@ -100,8 +102,8 @@ def search(
             f"the study has {len(numbers)}."
         )
     # The study's measured proposals scale the reported spreads (_intervals).
-    fit = sampler._fit(study, ctx, numbers, x, y, recorded_predictions(study, rows, numbers))
+    fit = fitter.fit(study, ctx, numbers, x, y, recorded_predictions(study, rows, numbers))
     # Re-targeting reports the best *predicted* pairs: the search climbs the prediction itself,
     # whatever acquisition the sampler explores with.
-    evolved = sampler._evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)
+    evolved = fitter.evolve(ctx, Acquisition(fit, ctx.param_space, 0.0, 0.0), x, y)
     return top_proposals(ctx, ctx.pool, fit, evolved, direction_sign(study), n)

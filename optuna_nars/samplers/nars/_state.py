@@ -9,11 +9,10 @@ import numpy as np
 
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._context import SpaceContext
-from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._model import Fit
 from optuna_nars.samplers.nars._ranked import Ranked
 
-__all__ = ["NARSContext", "Timing"]
+__all__ = ["NARSContext", "ParetoCache", "Timing"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +33,16 @@ class Timing:
 
 
 @dataclass
+class ParetoCache:
+    """Per context of a multi-objective study: the pool's free metrics, and the genetic
+    search's rows per fit (:mod:`~optuna_nars.samplers.nars._pareto`)."""
+
+    pool_metrics: dict[str, np.ndarray]
+    evolved: dict[str, np.ndarray] = field(default_factory=dict)  # fit digest -> rows
+    warned: bool = False
+
+
+@dataclass
 class NARSContext(SpaceContext):
     """The base context plus NARSSampler's pool and predictors for that space."""
 
@@ -46,4 +55,4 @@ class NARSContext(SpaceContext):
     fits: dict[str, Fit] = field(default_factory=dict)
     ranked: dict[str, Ranked] = field(default_factory=dict)
     complete: dict[str, Ranked] = field(default_factory=dict)
-    pareto: _pareto.ParetoCache | None = None  # with objective_metrics (multi-objective)
+    pareto: ParetoCache | None = None  # with objective_metrics (multi-objective)

@@ -20,17 +20,15 @@ multi-objective study (``objective_metrics``), stages 2 and 3 propose by predict
 improvement (``_pareto``).
 
 Everything is derived from the storage and the seed: the pool from the seed, the stage from the
-trial number, the predictor from the labelled trials. A fit is keyed by what it was fitted on
-and shared through the study: the first worker to need it fits it and publishes its rankings,
-the others read them (:mod:`~optuna_nars.samplers.nars._shared_fit`); the pretrained encoder
-likewise, once per study (:mod:`~optuna_nars.samplers.nars._shared_encoder`). Claims, the relative
+trial number, the predictor from the labelled trials. The fitting is the
+:class:`~optuna_nars.samplers.nars._fitting.Fitter`'s: a fit is keyed by what it was fitted on
+and shared through the study (the first worker to need it fits it and publishes its rankings,
+the others read them); the pretrained encoder likewise, once per study. Claims, the relative
 search space and the constraints are the base sampler's (:mod:`optuna_nars.samplers._base`).
 """
 
 from __future__ import annotations
 
-import functools
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import ClassVar, cast
 
@@ -48,22 +46,15 @@ from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._base import BaseNASSampler
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._constraints import Constraints, ProxyMetrics, infeasible_message
-from optuna_nars.samplers._context import RowKey, SpaceContext, StudyRows, direction_sign
+from optuna_nars.samplers._context import SpaceContext, StudyRows, direction_sign
 from optuna_nars.samplers.nars import _pareto
-from optuna_nars.samplers.nars._acquisition import ACQUISITIONS, Acquisition
-from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
-from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
+from optuna_nars.samplers.nars._acquisition import ACQUISITIONS
+from optuna_nars.samplers.nars._fitting import FitSettings, Fitter
+from optuna_nars.samplers.nars._ranked import Ranked
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
-from optuna_nars.samplers.nars._shared_encoder import obtain_encoder
-from optuna_nars.samplers.nars._shared_fit import (
-    base_digest,
-    fit_digest,
-    fit_set,
-    obtain,
-    recorded_predictions,
-)
-from optuna_nars.samplers.nars._state import NARSContext, Timing
+from optuna_nars.samplers.nars._shared_fit import fit_set, recorded_predictions
+from optuna_nars.samplers.nars._state import NARSContext, ParetoCache, Timing
 from optuna_nars.space import SearchSpace
 
 __all__ = ["NARSSampler", "Timing"]
@@ -111,6 +102,12 @@ class NARSSampler(BaseNASSampler):
             (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble: on
             tens of labels and nothing learned beforehand, a GP's prior ranks better (HPOBench
             tables: ``benchmarks/RESULTS.md``). ``0``: always the ensemble.
+        model_choice: With a pretrained encoder, fits on 20 to ``gp_labels`` labels choose
+            between the MLP ensemble and a GP on the encodings by the Kendall tau of their
+            5-fold out-of-fold predictions (the same folds; the ensemble on ties): five fits of
+            each per such refit. The study attribute ``nars:predictor`` says which one the
+            latest fit used (``model``).
+            ``False``: the ensemble.
         neighbours: Candidates drawn at each refit around the 5 best measured pairs (one to
             three parameters moved), which the trust region's proposals of stage 2 rank with
             the pool's best: the pool holds nothing that close to a measured pair. ``0``: the
@@ -133,7 +130,8 @@ class NARSSampler(BaseNASSampler):
     """
 
     _context_class = NARSContext
-    _runtime_attrs: ClassVar[tuple[str, ...]] = (*BaseNASSampler._runtime_attrs, "_timings")
+    _runtime_attrs: ClassVar[tuple[str, ...]] = (*BaseNASSampler._runtime_attrs, "_timings",
+                                                 "_fitter")
 
     def __init__(
         self,
@@ -152,6 +150,7 @@ class NARSSampler(BaseNASSampler):
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
         gp_labels: int = 50,
+        model_choice: bool = True,
         neighbours: int = 500,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
@@ -182,6 +181,9 @@ class NARSSampler(BaseNASSampler):
         self._acquisition_kind = acquisition
         self._predictor_template = predictor or NARSPredictor()
         self._gp_labels = check_int("gp_labels", gp_labels, minimum=0)
+        if not isinstance(model_choice, bool):
+            raise ValueError(f"model_choice must be True or False. Got {model_choice!r}.")
+        self._model_choice = model_choice
         self._neighbours = check_int("neighbours", neighbours, minimum=0)
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
@@ -205,9 +207,14 @@ class NARSSampler(BaseNASSampler):
     def _init_runtime(self) -> None:
         super()._init_runtime()
         self._timings: list[Timing] = []
-
-    def _timed(self, step: str, n_labels: int, start: float) -> None:
-        self._timings.append(Timing(step, n_labels, time.perf_counter() - start))
+        settings = FitSettings(
+            seed=self._seed, n_pretrain=self._n_pretrain, exploration=self._exploration,
+            trust_region=self._trust_region, acquisition=self._acquisition_kind,
+            predictor=self._predictor_template, gp_labels=self._gp_labels,
+            neighbours=self._neighbours, model_choice=self._model_choice)
+        extra = ({} if self._objective_metrics is None  # single-objective digests unchanged
+                 else {"objective_metrics": self._objective_metrics})
+        self._fitter = Fitter(settings, self.plan, self._lock, self._timings, extra)
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
         ctx = cast(NARSContext, ctx)
@@ -219,125 +226,11 @@ class NARSSampler(BaseNASSampler):
             )
         ctx.pool = pool[feasible]
         if self._objective_metrics is not None:
-            ctx.pareto = _pareto.ParetoCache(
+            ctx.pareto = ParetoCache(
                 _pareto.pool_metrics(ctx, self._objective_metrics, ctx.pool))
 
     def _check_study(self, study: Study) -> None:
         _pareto.check_study(self._objective_metrics, study)
-
-    # ---- the predictor (cached per context) -------------------------------------------------
-
-    def _pretrained(self, ctx: NARSContext, study: Study) -> NARSPredictor:
-        """The pretrained predictor of ``ctx``: its encoder pretrained once per study among all
-        workers (:mod:`~optuna_nars.samplers.nars._shared_encoder`)."""
-        with self._lock:
-            if ctx.pretrained is None:
-                start = time.perf_counter()
-                ctx.pretrained, here = pretrain_predictor(
-                    self._predictor_template, ctx.param_space, ctx.metrics, self._n_pretrain,
-                    self._seed, functools.partial(obtain_encoder, study, ctx.owner),
-                )
-                self._timed("pretrain" if here else "shared_encoder", 0, start)
-            return ctx.pretrained
-
-    def _base(self, ctx: NARSContext) -> str:
-        """The digest of the settings and the pool that every fit of ``ctx`` depends on."""
-        if not ctx.base:
-            settings = {
-                "seed": self._seed, "n_pretrain": self._n_pretrain,
-                "exploration": self._exploration, "trust_region": self._trust_region,
-                "acquisition": self._acquisition_kind,
-                "predictor": self._predictor_template.get_params(), "gp_labels": self._gp_labels,
-                "neighbours": self._neighbours,
-                "metrics": ctx.metrics is not None, "constraints": ctx.constraint_names,
-            }
-            if self._objective_metrics is not None:  # single-objective digests unchanged
-                settings["objective_metrics"] = self._objective_metrics
-            ctx.base = base_digest(settings, ctx.param_space, ctx.pool)
-        return ctx.base
-
-    def _fit(self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray,
-             y: np.ndarray, recorded: tuple[np.ndarray, np.ndarray] | None = None) -> Fit:
-        """This process's fit on rows ``x`` labelled ``y`` (of trials ``numbers``, proposed
-        with the ``recorded`` predictions and spreads: :func:`recorded_predictions`), cached by
-        what it was fitted on."""
-        predicted, spread = recorded if recorded is not None else (None, None)
-        key = fit_digest(self._base(ctx), x, y, predicted, spread)
-        with self._lock:
-            fit = ctx.fits.get(key)
-            if fit is None:
-                pretrained = self._pretrained(ctx, study)
-                start = time.perf_counter()
-                # A fresh seed per label count.
-                fit = fit_predictor(pretrained, ctx.param_space, ctx.pool, x, y,
-                                    seed=self._seed + len(numbers), predicted=predicted,
-                                    gp_labels=self._gp_labels, spread=spread)
-                self._timed("refit", len(numbers), start)
-                ctx.fits = {key: fit}  # keep only the latest fit
-            return fit
-
-    def _ranked(
-        self, study: Study, ctx: NARSContext, numbers: list[int], x: np.ndarray, y: np.ndarray,
-        trial_number: int, stage: Stage, claimed: set[RowKey],
-        recorded: tuple[np.ndarray, np.ndarray],
-    ) -> Ranked | None:
-        """The rankings of the fit on ``x``, ``y`` (trials ``numbers``) for trial
-        ``trial_number``: shared through the study (one fit per label set among all workers;
-        ``None`` while another worker makes the first one); when a proposal would run past the
-        shared top rows (all of them in ``claimed``), the complete rankings of this process's
-        own fit."""
-        base = self._base(ctx)
-        digest = fit_digest(base, x, y, *recorded)
-        evolve = stage == Stage.EVOLUTION
-        # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
-        # runs the genetic search too, so that no worker refits the same labels for it.
-        evolve_here = self.plan.stage(trial_number + self._batch_size) == Stage.EVOLUTION
-
-        def compute(shared: bool) -> Ranked:
-            fit = self._fit(study, ctx, numbers, x, y, recorded)
-            evolved = {}
-            scores = {}
-            near = {}
-            for trust in sorted({0.0, self._trust_region}):  # every trust_weight
-                acquisition = self._acquisition(fit, ctx, trust)
-                if evolve_here:
-                    if trust not in fit.evolved:
-                        fit.evolved[trust] = self._evolve(ctx, acquisition, x, y)
-                    evolved[trust] = fit.evolved[trust]
-                if trust > 0 and self._neighbours > 0 and stage == Stage.PREDICTOR:
-                    near[trust] = acquisition.neighbourhood(
-                        ctx.pool, x, y, ctx.feasible, self._neighbours, self._seed)
-                scores[trust] = acquisition.pool_scores(ctx.pool)
-            return rank_fit(fit, scores, evolved, ctx.pool, x, near=near, digest=digest,
-                            base=base, shared=shared)
-
-        with self._lock:
-            ranked = ctx.ranked.get(digest)
-            if ranked is None or not ranked.covers(evolve):
-                ranked = obtain(study, ctx.pool, base, digest, evolve, ctx.owner,
-                                lambda: compute(shared=True))
-                if ranked is None:
-                    return None
-                if ranked.digest == digest:  # not a stand-in while another worker fits
-                    ctx.ranked = {digest: ranked}
-            if ranked.exhausted(trust_weight(trial_number, self._trust_region), evolve, claimed):
-                complete = ctx.complete.get(digest)
-                if complete is None or not complete.covers(evolve):
-                    complete = compute(shared=False)
-                    ctx.complete = {digest: complete}
-                ranked = complete
-            return ranked
-
-    def _evolve(self, ctx: NARSContext, acquisition: Acquisition, x: np.ndarray,
-                y: np.ndarray) -> Ranking:
-        start = time.perf_counter()
-        ranking = acquisition.evolve(ctx.pool, x, y, ctx.feasible, self._seed)
-        self._timed("genetic_search", len(y), start)
-        return ranking
-
-    def _acquisition(self, fit: Fit, ctx: SpaceContext, trust: float) -> Acquisition:
-        return Acquisition(fit, ctx.param_space, self._exploration, trust,
-                           self._acquisition_kind)
 
     # ---- sampling --------------------------------------------------------------------------
 
@@ -347,7 +240,9 @@ class NARSSampler(BaseNASSampler):
         ctx = cast(NARSContext, ctx)
         stage = self.plan.stage(trial.number)
         if study._is_multi_objective():
-            claim = _pareto.propose_pareto(self, study, trial, ctx, rows)
+            assert self._objective_metrics is not None
+            claim = _pareto.propose_pareto(self._fitter, self._objective_metrics, study, trial,
+                                           ctx, rows)
             if claim is not None:
                 return claim
             stage = Stage.QMC  # the warm start's pool order, then its fallbacks
@@ -362,8 +257,8 @@ class NARSSampler(BaseNASSampler):
             numbers, x, y = fit_set(study, rows, self._batch_size,
                                     min(self._batch_size, self._n_startup_trials))
             if len(numbers) >= 2 and np.ptp(y) > 0:
-                fit = self._ranked(study, ctx, numbers, x, y, trial.number, stage, rows.claimed,
-                                   recorded_predictions(study, rows, numbers))
+                fit = self._fitter.ranked(study, ctx, numbers, x, y, trial.number, stage,
+                                          rows.claimed, recorded_predictions(study, rows, numbers))
             if fit is not None:
                 quality = fit.quality
                 rankings += fit.rankings(trust_weight(trial.number, self._trust_region),
@@ -414,7 +309,7 @@ class NARSSampler(BaseNASSampler):
             ValueError: If the budget is malformed or no candidate meets it, or the study has
                 fewer than two distinct labels.
         """
-        return search(self, study, constraints, n)
+        return search(self, self._fitter, study, constraints, n)
 
 
 def _with_prediction(
