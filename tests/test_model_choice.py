@@ -91,16 +91,8 @@ def test_fit_predictor_reports_the_chosen_models_cross_validated_tau() -> None:
     assert late.model == early.model == "ensemble"
 
 
-def test_sampler_compares_both_models_below_gp_labels_only(monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    fitted: list[int] = []
-    original = GPPredictor.fit
-
-    def counting_fit(self: GPPredictor, arch_x, recipe_x, y):  # noqa: ANN001, ANN202
-        fitted.append(len(y))
-        return original(self, arch_x, recipe_x, y)
-
-    monkeypatch.setattr(GPPredictor, "fit", counting_fit)
+def test_sampler_compares_both_models_below_gp_labels_only(gp_fits: list[int]) -> None:
+    fitted = gp_fits
     tiny = SearchSpace.tiny()
     for choice in (False, True):
         fitted.clear()

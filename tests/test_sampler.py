@@ -269,21 +269,10 @@ def test_trust_region_keeps_every_other_proposal_near_measured_pairs() -> None:
         NARSSampler(trust_region=-1)
 
 
-def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(gp_fits: list[int]) -> None:
     from optuna.distributions import FloatDistribution, IntDistribution
 
-    from optuna_nars.predictor.gp import GPPredictor
-
-    fitted: list[int] = []
-    original = GPPredictor.fit
-
-    def counting_fit(self: GPPredictor, arch_x, recipe_x, y):  # noqa: ANN001, ANN202
-        fitted.append(len(y))
-        return original(self, arch_x, recipe_x, y)
-
-    monkeypatch.setattr(GPPredictor, "fit", counting_fit)
+    fitted = gp_fits
     # An HPO space with no free metrics: nothing to pretrain the encoder on.
     space = {"x": FloatDistribution(-2, 2), "n": IntDistribution(1, 9)}
 
