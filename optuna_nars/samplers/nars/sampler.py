@@ -106,8 +106,7 @@ class NARSSampler(BaseNASSampler):
             between the MLP ensemble and a GP on the encodings by the Kendall tau of their
             5-fold out-of-fold predictions (the same folds; the ensemble on ties): five fits of
             each per such refit. The study attribute ``nars:predictor`` says which one the
-            latest fit used (``model``).
-            ``False``: the ensemble.
+            latest fit used (``model``). ``False``: the ensemble.
         neighbours: Candidates drawn at each refit around the 5 best measured pairs (one to
             three parameters moved), which the trust region's proposals of stage 2 rank with
             the pool's best: the pool holds nothing that close to a measured pair. ``0``: the
