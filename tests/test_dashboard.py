@@ -158,6 +158,8 @@ def test_pending_trial_note_edited_by_a_user_is_kept(synthetic_study) -> None:
     ({"n_labels": 30, "kendall_tau": 0.25, "kendall_tau_method": "prequential"}, "0.250"),
     ({"n_labels": 20, "kendall_tau": 0.3, "kendall_tau_method": "cross-validated",
       "model": "gp"}, "0.300"),
+    ({"n_labels": 20, "kendall_tau": 0.3, "kendall_tau_method": "cross-validated",
+      "model": ["gp"]}, "0.300"),  # a malformed model is not shown, and breaks nothing
     ({"n_labels": 40, "kendall_tau": 0.41234}, "0.412"),
     ({"n_labels": 12, "kendall_tau": math.nan}, "undefined"),  # constant predictions
     (None, "not yet"),

@@ -137,7 +137,7 @@ def _predictor_section(snap: StudySnapshot) -> list[str]:
     labels = snap.labels
     lines = ["", "### Accuracy predictor", ""]
     if snap.predictor_tau != "not yet":
-        model = _MODEL_NAMES.get(quality.get("model"), "")
+        model = _MODEL_NAMES.get(snap.predictor_model or "", "")
         lines.append(
             f"Refit on **{quality.get('n_labels')}** labelled trials{model}; "
             f"{snap.predictor_tau_method} Kendall tau **{snap.predictor_tau}** "

@@ -66,6 +66,14 @@ class StudySnapshot:
         method = quality.get("kendall_tau_method") if isinstance(quality, Mapping) else None
         return method if isinstance(method, str) else "cross-validated"
 
+    @property
+    def predictor_model(self) -> str | None:
+        """What the latest fit predicted with: ``"ensemble"`` or ``"gp"`` (``None`` before
+        the first fit, or in studies recorded before the sampler said)."""
+        quality = self.system_attrs.get(PREDICTOR_QUALITY_KEY)
+        model = quality.get("model") if isinstance(quality, Mapping) else None
+        return model if model in ("ensemble", "gp") else None
+
     @classmethod
     def read(
         cls,
