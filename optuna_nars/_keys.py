@@ -23,8 +23,8 @@ Trial system attributes: :data:`PROPOSAL_KEY` (the claimed candidate, chunked),
 :data:`CLAIM_KEPT_KEY` (the claim is settled: no rival takes it any more) and Optuna's
 ``constraints:<name>``. Trial user attributes (shown by optuna-dashboard): :data:`STAGE_KEY`,
 :data:`PREDICTED_KEY`, :data:`PREDICTED_STD_KEY`, :data:`INTERVAL_SCALE_KEY`,
-:data:`CALIBRATION_ATTR`, :data:`TRIAL_LABEL_STEP_ATTR`, :data:`ERROR_ATTR`,
-:data:`INTERRUPTED_ATTR`, :data:`LAYER_ATTR`.
+:data:`INTERVAL_95_KEY`, :data:`CALIBRATION_ATTR`, :data:`TRIAL_LABEL_STEP_ATTR`,
+:data:`ERROR_ATTR`, :data:`INTERRUPTED_ATTR`, :data:`LAYER_ATTR`.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ PREDICTED_STD_KEY = "nars:predicted_std"
 # The multiple of the predictor's own spread that nars:predicted_std holds (from the study's
 # measured proposals, or the first fits' cross-validation: optuna_nars.samplers.nars._intervals).
 INTERVAL_SCALE_KEY = "nars:interval_scale"
+# [low, high]: the 95% prediction interval, calibrated apart from nars:predicted_std (the errors
+# are heavy-tailed: optuna_nars.samplers.nars._intervals).
+INTERVAL_95_KEY = "nars:interval_95"
 CALIBRATION_ATTR = "nars:calibration"
 # The label step in force when the trial ended (or "pending"): a trial attribute, distinct from
 # the study's LABEL_STEP_KEY although the dashboard shows both under the same name.

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_choice", "check_int", "check_real", "finite_number"]
+__all__ = ["check_choice", "check_int", "check_real", "finite_interval", "finite_number"]
 
 
 def _subject(name: str, owner: str | None) -> str:
@@ -107,3 +107,11 @@ def check_choice(name: str, value: Any, choices: Collection[Any], *,
 def finite_number(x: Any) -> float | None:
     """``x`` as a ``float`` if it is a finite int or float (attributes may hold anything)."""
     return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+def finite_interval(x: Any) -> tuple[float, float] | None:
+    """``x`` as ``(low, high)`` if it is a pair of finite numbers with ``low <= high``."""
+    if not isinstance(x, (list, tuple)) or len(x) != 2:
+        return None
+    low, high = finite_number(x[0]), finite_number(x[1])
+    return (low, high) if low is not None and high is not None and low <= high else None

@@ -66,6 +66,7 @@ def retarget(
             "rank": len(rows) + 1,
             "predicted": p.predicted,
             "predicted_std": p.predicted_std,
+            "interval_95": None if p.interval_95 is None else list(p.interval_95),
             "flops": p.costs.get("flops"),
             "params": p.costs.get("params"),
             "latency_ms": p.costs.get("latency_ms"),

@@ -32,6 +32,8 @@ def test_ablation_ranks_variants_against_the_baseline_and_reports_calibration(
     cal = calibration(variants[label])
     assert cal["n"] == 2 * 15  # every proposal after the 10 QMC trials carries a prediction
     assert 0.0 <= cal["coverage"][1.0] <= cal["coverage"][2.0] <= 1.0
+    assert cal["n_95"] == cal["n"]  # every prediction comes with its 95% interval ...
+    assert cal["within_95"] >= cal["coverage"][1.0]  # ... at least as wide as 1 std
     md = tmp_path / "ablation.md"
     assert bench_main(["ablation", str(tmp_path / "v"), "--baseline", str(tmp_path / "base"),
                        "--markdown", str(md)]) == 0

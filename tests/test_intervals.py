@@ -3,6 +3,7 @@ recent errors of its own recorded proposals (``samplers/nars/_intervals``)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -13,44 +14,70 @@ import pytest
 from optuna_nars import SearchSpace
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
-from optuna_nars.samplers.nars._intervals import COVERAGE, MIN_PAIRS, WINDOW, interval_scale
+from optuna_nars.samplers.nars._intervals import (
+    COVERAGE,
+    COVERAGE_95,
+    MIN_PAIRS,
+    WINDOW,
+    around,
+    interval_scales,
+    widen,
+)
 from optuna_nars.samplers.nars._ranked import Part, Ranked, decode, encode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_sampler import FAST, fast_sampler, synthetic_accuracy  # noqa: E402
 
 
-def test_the_scale_is_the_covering_quantile_of_the_latest_errors() -> None:
+def test_the_scales_are_the_conformal_quantiles_of_the_latest_errors() -> None:
     rng = np.random.default_rng(0)
     n = WINDOW + 15
     y = rng.normal(size=n)
     spread = rng.uniform(0.5, 2.0, size=n)
-    predicted = y + rng.normal(size=n) * 3 * spread
+    predicted = y + rng.standard_t(2, size=n) * 3 * spread  # heavy tails, as measured errors
     predicted[:3] = np.nan  # warm start: no prediction
     spread[5] = 0.0  # unusable
     usable = np.flatnonzero(np.isfinite(predicted) & (spread > 0))[-WINDOW:]
-    ratios = np.abs(y - predicted)[usable] / spread[usable]
-    scale = interval_scale(y, predicted, spread)
-    assert scale == pytest.approx(np.quantile(ratios, COVERAGE))
-    assert np.mean(ratios <= scale) == pytest.approx(COVERAGE, abs=1 / WINDOW)
-    # Older pairs do not count: a huge early error leaves the scale alone.
+    ratios = np.sort(np.abs(y - predicted)[usable] / spread[usable])
+    scale, scale_95 = interval_scales(y, predicted, spread)  # type: ignore[misc]
+    # The ceil((n + 1) * coverage)-th smallest of the n = WINDOW latest ratios.
+    assert scale == ratios[math.ceil((WINDOW + 1) * COVERAGE) - 1]
+    assert scale_95 == ratios[math.ceil((WINDOW + 1) * COVERAGE_95) - 1]
+    for level, s in ((COVERAGE, scale), (COVERAGE_95, scale_95)):
+        assert level <= np.mean(ratios <= s) <= level + 2 / WINDOW
+    assert scale_95 > 2 * scale  # heavy tails: two spreads would not cover 95%
+    # Older pairs do not count: a huge early error leaves the scales alone.
     y_old = y.copy()
     y_old[3] += 1e6
-    assert interval_scale(y_old, predicted, spread) == scale
+    assert interval_scales(y_old, predicted, spread) == (scale, scale_95)
+
+
+def test_with_few_pairs_the_95_percent_scale_is_the_largest_ratio() -> None:
+    errors = np.array([0.5, 3.0, 1.0, 0.25, 2.0, 8.0, 1.5])
+    scale, scale_95 = interval_scales(errors, np.zeros(7), np.ones(7))  # type: ignore[misc]
+    assert scale_95 == 8.0  # ceil(8 * 0.95) = 8 > 7 pairs
+    assert scale == 3.0  # the ceil(8 * 0.6827) = 6th smallest
+
+
+def test_the_95_percent_half_width_follows_the_reported_spread() -> None:
+    assert widen(0.3, 2.0, 10.0) == pytest.approx(1.5)  # raw 0.15, times 10
+    assert math.isnan(widen(0.0, 0.0, 3.0))  # the raw spread is lost
+    assert around(1.0, 0.5) == (0.5, 1.5)
+    assert around(1.0, math.nan) is None
 
 
 def test_no_scale_before_enough_measured_proposals() -> None:
     y = np.arange(10.0)
     predicted = np.full(10, np.nan)
     predicted[-(MIN_PAIRS - 1):] = 0.0
-    assert interval_scale(y, predicted, np.ones(10)) is None
+    assert interval_scales(y, predicted, np.ones(10)) is None
     predicted[-MIN_PAIRS:] = 0.0
-    assert interval_scale(y, predicted, np.ones(10)) is not None
+    assert interval_scales(y, predicted, np.ones(10)) is not None
 
 
 # A hand-made study (minimised): trials 2-11 proposed with predictions, spreads and the scale
 # their spreads carried; trials 0 and 1 without a prediction (warm start).
-_VALUES = [5.0, -5.0, 0.0, 1.5, 2.0, 2.5, 4.0, 5.0, 6.5, 7.0, 9.0, 8.0]
+_VALUES = [5.0, -5.0, 0.0, 1.5, 2.0, 2.5, 4.0, 5.0, 6.5, 7.0, 11.0, 8.0]
 _PREDICTED = [None, None, 0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
 _STD = [None, None, 2.0, 2.0, 2.0, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
 _SCALE = [None, None, 4.0, 4.0, 4.0, 4.0, 1.0, 1.0, 1.0, 1.0, None, None]  # None: older study
@@ -76,12 +103,19 @@ def test_a_study_scales_spreads_by_its_recorded_errors_over_the_raw_spreads() ->
     assert proposal["nars:stage"] == "predictor"
     raw = np.array(_STD[2:]) / np.array([s or 1.0 for s in _SCALE[2:]])
     errors = np.abs(np.array(_VALUES[2:]) - np.array(_PREDICTED[2:]))
-    expected = np.quantile(errors / raw, COVERAGE)
-    assert proposal["nars:interval_scale"] == pytest.approx(expected)
+    ratios = np.sort(errors / raw)
+    assert proposal["nars:interval_scale"] == pytest.approx(ratios[7])  # ceil(11 * 0.6827)
+    # The 95% interval: ceil(11 * 0.95) = 11 > 10 pairs, so the largest ratio.
+    half_width = proposal["nars:predicted_std"] / ratios[7] * ratios[-1]
+    assert proposal["nars:interval_95"] == pytest.approx(
+        [proposal["nars:predicted"] - half_width, proposal["nars:predicted"] + half_width])
     assert proposal["nars:predicted_std"] > 0
     # Re-targeting reports spreads scaled the same way.
     (answer,) = sampler.search(study, n=1)
     assert answer.predicted_std > 0
+    assert answer.interval_95 is not None
+    low, high = answer.interval_95
+    assert low <= answer.predicted - answer.predicted_std < answer.predicted < high
 
 
 def test_scaled_intervals_cover_about_as_often_as_they_claim() -> None:
@@ -94,7 +128,7 @@ def test_scaled_intervals_cover_about_as_often_as_they_claim() -> None:
 
     study = optuna.create_study(direction="maximize", sampler=fast_sampler(search_space=space))
     study.optimize(objective, n_trials=60)
-    scaled, raw = [], []
+    scaled, raw, within_95 = [], [], []
     for t in study.trials:
         attrs = t.user_attrs
         scale = attrs.get("nars:interval_scale")
@@ -103,9 +137,12 @@ def test_scaled_intervals_cover_about_as_often_as_they_claim() -> None:
         error = abs(t.value - attrs["nars:predicted"])
         scaled.append(error <= attrs["nars:predicted_std"])
         raw.append(error <= attrs["nars:predicted_std"] / scale)
+        low, high = attrs["nars:interval_95"]
+        within_95.append(low <= t.value <= high)
     assert len(scaled) >= 40
     assert 0.5 <= np.mean(scaled) <= 0.9  # claims 0.68
     assert np.mean(raw) < 0.3  # the predictor's own spread is far too narrow
+    assert 0.85 <= np.mean(within_95) <= 1.0  # claims 0.95
 
 
 def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
@@ -116,6 +153,12 @@ def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
     bad = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, -1.0)
     with pytest.raises(ValueError, match="interval_scale"):
         decode(encode(bad), pool)
+    # The 95% interval's scale travels beside it, checked the same way.
+    wide = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 2.0, "gp", 9.0)
+    assert decode(encode(wide), pool).half_width_95(0.2) == pytest.approx(0.9)
+    bad_95 = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 2.0, "gp", math.inf)
+    with pytest.raises(ValueError, match="interval_scale_95"):
+        decode(encode(bad_95), pool)
     # Which model predicted travels too, and only a known one.
     gp = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 1.0, "gp")
     assert decode(encode(gp), pool).model == "gp"

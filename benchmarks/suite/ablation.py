@@ -6,7 +6,8 @@ committed grid (``benchmarks/results/suite``), on the seeds both hold: the same 
 same seeds, so a variant's mean rank is comparable with the committed NARS's on those seeds,
 which is listed alongside as the reference. Also: how often a proposal's measured value fell
 within its recorded prediction interval (``predicted +- k * predicted_std``), against what a
-Gaussian interval claims.
+Gaussian interval claims, and within its recorded 95% interval (``interval_95``, in runs that
+carry one).
 """
 
 from __future__ import annotations
@@ -103,20 +104,26 @@ def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     inside = {k: 0 for k in INTERVALS}
     n = 0
     ratios = []  # |error| / predicted std, for the width a calibrated 1-std interval needs
+    within_95: list[bool] = []
     for run in runs:
-        pred = run.get("nars", {}).get("predicted") or []
-        spread = run.get("nars", {}).get("predicted_std") or []
-        for value, p, s in zip(run["value"], pred, spread, strict=False):
+        nars = run.get("nars", {})
+        pred, spread = nars.get("predicted") or [], nars.get("predicted_std") or []
+        intervals = nars.get("interval_95") or [None] * len(pred)
+        for value, p, s, interval in zip(run["value"], pred, spread, intervals, strict=False):
             if value is None or p is None or s is None or not math.isfinite(value):
                 continue
             n += 1
             ratios.append(abs(value - p) / s if s > 0 else math.inf)
             for k in INTERVALS:
                 inside[k] += abs(value - p) <= k * s
+            if interval is not None:
+                within_95.append(interval[0] <= value <= interval[1])
     claimed = {k: float(2 * norm.cdf(k) - 1) for k in INTERVALS}
     return {"n": n, "coverage": {k: inside[k] / n if n else None for k in INTERVALS},
             "claimed": claimed,
-            "needed": float(np.quantile(ratios, claimed[1.0])) if ratios else None}
+            "needed": float(np.quantile(ratios, claimed[1.0])) if ratios else None,
+            "n_95": len(within_95),
+            "within_95": float(np.mean(within_95)) if within_95 else None}
 
 
 def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
@@ -149,14 +156,17 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
     parts += [f"Per problem (rank at {' / '.join(map(str, cps))} trials):\n",
               markdown_table(["variant", *problems], prow), ""]
     crow = [[label, c["n"], *(f"{fmt(c['coverage'][k], '.2f')} (claims {c['claimed'][k]:.2f})"
-                              for k in INTERVALS), fmt(c["needed"], ".1f")]
+                              for k in INTERVALS),
+             f"{fmt(c['within_95'], '.2f')} (claims 0.95)" if c["n_95"] else "-",
+             fmt(c["needed"], ".1f")]
             for label, c in calibrations.items() if c["n"]]
     if crow:
-        parts += ["Prediction-interval calibration (measured value within predicted +- k std; "
-                  "the last column: the multiple of the std that would cover 68%):\n",
+        parts += ["Prediction-interval calibration (measured value within predicted +- k std, "
+                  "and within the recorded 95% interval; the last column: the multiple of the "
+                  "std that would cover 68%):\n",
                   markdown_table(["variant", "proposals",
-                                  *(f"within {k:g} std" for k in INTERVALS), "68% needs"],
-                                 crow), ""]
+                                  *(f"within {k:g} std" for k in INTERVALS),
+                                  "within the 95% interval", "68% needs"], crow), ""]
     return "\n".join(parts)
 
 

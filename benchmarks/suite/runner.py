@@ -44,6 +44,7 @@ from optuna.trial import TrialState
 from benchmarks.suite.problems import Problem, TabularProblem, get_problem
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import (
+    INTERVAL_95_KEY,
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
     PREDICTOR_QUALITY_KEY,
@@ -143,7 +144,7 @@ def run_study(
         "value", "feasible", "best", "incumbent_true", "regret", "sampler_s", "eval_s", "state")}
     rec.update(true=[], distinct=[], stage=[], layer=[])
     nars: dict[str, list[Any]] = {
-        "stage": [], "predicted": [], "predicted_std": [], "kendall_tau": []}
+        "stage": [], "predicted": [], "predicted_std": [], "interval_95": [], "kendall_tau": []}
     seen: set[tuple[tuple[str, Any], ...]] = set()
     best = math.nan
     best_true: float | None = None
@@ -192,6 +193,8 @@ def run_study(
             nars["stage"].append(attrs.get(STAGE_KEY))
             nars["predicted"].append(attrs.get(PREDICTED_KEY))
             nars["predicted_std"].append(attrs.get(PREDICTED_STD_KEY))
+            interval = attrs.get(INTERVAL_95_KEY)
+            nars["interval_95"].append(None if interval is None else _rounded(interval))
             quality = storage.get_study_system_attrs(study._study_id).get(PREDICTOR_QUALITY_KEY)
             nars["kendall_tau"].append((quality or {}).get("kendall_tau"))
     # What a sampler or problem does not expose (Optuna's samplers have no stage, real training

@@ -21,6 +21,7 @@ __all__ = [
     "best_trials_table",
     "budget_text",
     "format_duration",
+    "format_interval",
     "format_scaled",
     "table",
 ]
@@ -36,6 +37,13 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 def format_scaled(x: Any, scale: float, spec: str) -> str:
     """``x / scale`` formatted with ``spec`` (e.g. FLOPs in millions), ``-`` for no number."""
     return format(x / scale, spec) if isinstance(x, (int, float)) and math.isfinite(x) else "-"
+
+
+def format_interval(interval: Any) -> str:
+    """``[low, high]`` as ``low to high`` with 4 decimals, ``-`` for none."""
+    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
+        return "-"
+    return f"{format_scaled(interval[0], 1.0, '.4f')} to {format_scaled(interval[1], 1.0, '.4f')}"
 
 
 def format_duration(seconds: float) -> str:

@@ -15,7 +15,7 @@ import optuna
 
 from optuna_nars._keys import FAMILY_BUDGET_ATTR
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
-from optuna_nars.cli._format import format_scaled, table
+from optuna_nars.cli._format import format_interval, format_scaled, table
 from optuna_nars.cli._parser import set_torch_threads
 from optuna_nars.cli._run import WatchedObjective
 from optuna_nars.cli._study import open_searched_study
@@ -40,6 +40,7 @@ def family_table(report: Mapping[str, Any]) -> str:
         rows.append([
             f"{m['budget'] / scale:.4g}",
             f"{m['predicted']:.4f} ± {m['predicted_std']:.4f}",
+            format_interval(m.get("interval_95")),
             "-" if measured is None else f"{measured:.4f} (#{m['trial']})",
             format_scaled(m["flops"], 1e6, ".3f"),
             format_scaled(m["params"], 1e3, ".1f"),
@@ -47,8 +48,8 @@ def family_table(report: Mapping[str, Any]) -> str:
             m["arch"] + (f"  (= budget {m['same_as'] / scale:.4g})" if m.get("same_as") else ""),
             m["recipe"],
         ])
-    header = [f"budget ({unit})", "predicted ± std", "measured", "MFLOPs", "kparams",
-              "latency ms", "arch", "recipe"]
+    header = [f"budget ({unit})", "predicted ± std", "95% interval", "measured", "MFLOPs",
+              "kparams", "latency ms", "arch", "recipe"]
     return table(rows, header)
 
 

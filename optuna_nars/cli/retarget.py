@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna_nars.cli._errors import EXIT_OK, CLIError, to_stderr
-from optuna_nars.cli._format import budget_text, format_scaled, table
+from optuna_nars.cli._format import budget_text, format_interval, format_scaled, table
 from optuna_nars.cli._parser import budget_from_args, set_torch_threads
 from optuna_nars.cli._study import open_searched_study
 from optuna_nars.cli.search import load_latency_table
@@ -26,17 +26,19 @@ def retarget_table(report: Mapping[str, Any]) -> str:
     rows = [[
         str(r["rank"]),
         f"{r['predicted']:.4f} ± {r['predicted_std']:.4f}",
+        format_interval(r.get("interval_95")),
         format_scaled(r["flops"], 1e6, ".3f"),
         format_scaled(r["params"], 1e3, ".1f"),
         "-" if r["trial"] is None else f"#{r['trial']}: {r['measured']:.4f}",
         r["arch"],
         r["recipe"],
     ] for r in report["proposals"]]
-    header = ["rank", "predicted", "MFLOPs", "kparams", "trained", "arch", "recipe"]
+    header = ["rank", "predicted ± std", "95% interval", "MFLOPs", "kparams", "trained", "arch",
+              "recipe"]
     if any(r.get("latency_ms") is not None for r in report["proposals"]):
-        header.insert(4, "latency ms")
+        header.insert(5, "latency ms")
         for row, r in zip(rows, report["proposals"], strict=True):
-            row.insert(4, format_scaled(r.get("latency_ms"), 1.0, ".3f"))
+            row.insert(5, format_scaled(r.get("latency_ms"), 1.0, ".3f"))
     return table(rows, header) if rows else "(no candidate)"
 
 

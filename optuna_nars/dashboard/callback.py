@@ -15,12 +15,13 @@ from optuna.trial import FrozenTrial
 from optuna_nars._keys import (
     CALIBRATION_ATTR,
     ERROR_ATTR,
+    INTERVAL_95_KEY,
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
     STAGE_KEY,
     TRIAL_LABEL_STEP_ATTR,
 )
-from optuna_nars._validation import check_int
+from optuna_nars._validation import check_int, finite_interval
 from optuna_nars.dashboard.figures import PLOT_IDS, build_figures
 from optuna_nars.dashboard.note import merge_note, render_note, study_summary
 from optuna_nars.dashboard.study_data import STAGE_TEXT, finite_number
@@ -92,7 +93,9 @@ def _trial_note(frozen: FrozenTrial, label_step: int | None, error: str | None =
     predicted = finite_number(attrs.get(PREDICTED_KEY))
     if predicted is not None:
         spread = finite_number(attrs.get(PREDICTED_STD_KEY)) or 0.0
-        parts.append(f"predicted {predicted:.4f} ± {spread:.4f}")
+        interval = finite_interval(attrs.get(INTERVAL_95_KEY))
+        parts.append(f"predicted {predicted:.4f} ± {spread:.4f}" + (
+            "" if interval is None else f" (95%: {interval[0]:.4f} to {interval[1]:.4f})"))
     lines = [" · ".join(parts)]
     flops, params = finite_number(attrs.get("flops")), finite_number(attrs.get("params"))
     facts = ([] if flops is None else [f"{flops / 1e6:.3f} MFLOPs"]) + \

@@ -16,7 +16,13 @@ Also here: the trial and study attribute names the samplers write (from
 :mod:`optuna_nars._keys`), for reading them back.
 """
 
-from optuna_nars._keys import PREDICTED_KEY, PREDICTED_STD_KEY, PREDICTOR_QUALITY_KEY, STAGE_KEY
+from optuna_nars._keys import (
+    INTERVAL_95_KEY,
+    PREDICTED_KEY,
+    PREDICTED_STD_KEY,
+    PREDICTOR_QUALITY_KEY,
+    STAGE_KEY,
+)
 from optuna_nars._lazy import lazy_exports
 
 # Each family is imported on first use: a worker running RegularizedEvolutionSampler should not
@@ -34,6 +40,7 @@ _EXPORTS = {
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 
 __all__ = [
+    "INTERVAL_95_KEY",
     "PREDICTED_KEY",
     "PREDICTED_STD_KEY",
     "PREDICTOR_QUALITY_KEY",

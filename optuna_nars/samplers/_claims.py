@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from optuna_nars._keys import (
     CLAIM_KEPT_KEY,
     CONSTRAINT_PREFIX,
+    INTERVAL_95_KEY,
     INTERVAL_SCALE_KEY,
     PREDICTED_KEY,
     PREDICTED_STD_KEY,
@@ -64,6 +65,7 @@ class Claim:
     predicted: float | None = None  # on the objective's scale, with predicted_std
     predicted_std: float | None = None
     interval_scale: float | None = None  # predicted_std's multiple of the model's own spread
+    interval_95: tuple[float, float] | None = None  # [low, high] on the objective's scale
     # {"n_labels", "kendall_tau", "kendall_tau_method"} of the model behind the claim, published
     # to the study.
     quality: dict[str, Any] | None = None
@@ -88,6 +90,8 @@ def settle_claim(study: Study, trial: FrozenTrial, claim: Claim, ctx: SpaceConte
         storage.set_trial_user_attr(trial_id, PREDICTED_STD_KEY, claim.predicted_std)
         if claim.interval_scale is not None:
             storage.set_trial_user_attr(trial_id, INTERVAL_SCALE_KEY, claim.interval_scale)
+        if claim.interval_95 is not None:
+            storage.set_trial_user_attr(trial_id, INTERVAL_95_KEY, list(claim.interval_95))
     if claim.quality is not None:
         _publish_quality(study, claim.quality, ctx.published_quality)
 

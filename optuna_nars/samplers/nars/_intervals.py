@@ -3,39 +3,60 @@
 The spread of an ensemble (or of a Gaussian process on a few labels' normal scores) says where
 a prediction is less certain, not how uncertain it is: over the suite's proposals, 0.09 of
 the measured values fell within one recorded spread of their prediction, where a 1-std
-interval claims 0.68. Each proposal records, before it runs, its prediction, its spread and
-the scale applied to the spread (``nars:predicted``, ``nars:predicted_std``,
-``nars:interval_scale``), so the study holds a calibration set that grows with the search. The
-scale is the 68.27% quantile of ``|measured - predicted| / raw spread`` over the latest
-:data:`WINDOW` proposals of the fit set, once it holds :data:`MIN_PAIRS` (split-conformal
-prediction with the recent proposals as the calibration set; the recent ones, because the
-errors shrink as the predictor learns). Before that, the first fits (from 10 labels) take the
-same quantile over their 5-fold cross-validation's out-of-fold errors, in normal scores
+interval claims 0.68. Each proposal records, before it runs, its prediction, its spread, the
+scale applied to the spread and its 95% interval (``nars:predicted``, ``nars:predicted_std``,
+``nars:interval_scale``, ``nars:interval_95``), so the study holds a calibration set that
+grows with the search. Each scale is a split-conformal quantile of
+``|measured - predicted| / raw spread`` over the latest :data:`WINDOW` proposals of the fit
+set, once it holds :data:`MIN_PAIRS` (the recent ones, because the errors shrink as the
+predictor learns): :data:`COVERAGE` for the spread, :data:`COVERAGE_95` for the 95% interval.
+The errors are far from Gaussian (a diverged run lies tens of spreads off), so the 95%
+interval has a scale of its own rather than two spreads. Before enough proposals are
+measured, the first fits (from 10 labels) take the same quantiles over their 5-fold
+cross-validation's out-of-fold errors, in normal scores
 (:func:`~optuna_nars.samplers.nars._model.ranking_quality`); it runs anyway for their Kendall
 tau. Those errors are smaller than a proposal's, which the search picked where the predictor
-is most optimistic, so the first scale is still too small. Only the reported spread changes:
+is most optimistic, so the first scales are still too small. Only the reported spread changes:
 the acquisition ranks with the predictor's own.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["COVERAGE", "MIN_PAIRS", "WINDOW", "interval_scale"]
+__all__ = ["COVERAGE", "COVERAGE_95", "GAUSSIAN_95", "MIN_PAIRS", "WINDOW", "Scales",
+           "around", "interval_scales", "widen"]
 
 COVERAGE = float(2 * norm.cdf(1.0) - 1)  # what a 1-std Gaussian interval claims
+COVERAGE_95 = 0.95
 MIN_PAIRS = 5
-# Recent pairs only: the early errors are larger, and a window over all of them over-covers
-# (benchmarks/RESULTS.md, issue 12, session 7).
-WINDOW = 20
+# Recent pairs only: the early errors are larger, and a window over all of them over-covers;
+# 40 rather than 20, because the 95% quantile of 20 ratios is their largest, which the next
+# one exceeds more often than 5% of the time (benchmarks/RESULTS.md, issue 12, session 10).
+WINDOW = 40
+# Before any calibration the raw spread is taken for a Gaussian standard deviation.
+GAUSSIAN_95 = float(norm.ppf(0.975))
+
+Scales = tuple[float, float]  # (the spread's, the 95% interval's), multiples of the raw spread
 
 
-def interval_scale(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) -> float | None:
-    """The multiple of the raw spread that makes one spread cover :data:`COVERAGE` of the
-    recent errors: labels ``y``, the predictions and raw spreads their trials were proposed
-    with (on ``y``'s scale, in trial order; NaN where a trial had none). ``None`` with fewer
-    than :data:`MIN_PAIRS` usable pairs."""
+def conformal_quantile(ratios: np.ndarray, coverage: float) -> float:
+    """The split-conformal quantile: the ``ceil((n + 1) * coverage)``-th smallest of ``n``
+    ratios, which a new exchangeable ratio exceeds with probability at most ``1 - coverage``;
+    the largest when there are too few for that."""
+    ordered = np.sort(ratios)
+    k = min(len(ordered), math.ceil((len(ordered) + 1) * coverage))
+    return float(ordered[k - 1])
+
+
+def interval_scales(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) -> Scales | None:
+    """The multiples of the raw spread that make the spread cover :data:`COVERAGE` and the 95%
+    interval :data:`COVERAGE_95` of the recent errors: labels ``y``, the predictions and raw
+    spreads their trials were proposed with (on ``y``'s scale, in trial order; NaN where a
+    trial had none). ``None`` with fewer than :data:`MIN_PAIRS` usable pairs."""
     y, predicted, spread = (np.asarray(a, dtype=float) for a in (y, predicted, spread))
     usable = np.isfinite(predicted) & np.isfinite(spread) & (spread > 0) & np.isfinite(y)
     pairs = np.flatnonzero(usable)
@@ -43,4 +64,18 @@ def interval_scale(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) -> 
         return None
     recent = pairs[-WINDOW:]
     ratios = np.abs(y[recent] - predicted[recent]) / spread[recent]
-    return float(np.quantile(ratios, COVERAGE))
+    return conformal_quantile(ratios, COVERAGE), conformal_quantile(ratios, COVERAGE_95)
+
+
+def widen(spread: float, scale: float, scale_95: float) -> float:
+    """The 95% interval's half-width for a reported ``spread`` (the raw one times ``scale``);
+    NaN when ``scale`` is 0 (the raw spread is lost)."""
+    return spread * scale_95 / scale if scale > 0 else math.nan
+
+
+def around(predicted: float, half_width: float) -> tuple[float, float] | None:
+    """``(low, high)``: the interval ``predicted +- half_width``; ``None`` when it is not
+    finite."""
+    if not (math.isfinite(predicted) and math.isfinite(half_width)):
+        return None
+    return predicted - half_width, predicted + half_width

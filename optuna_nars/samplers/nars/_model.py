@@ -22,7 +22,7 @@ from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
-from optuna_nars.samplers.nars._intervals import interval_scale
+from optuna_nars.samplers.nars._intervals import GAUSSIAN_95, interval_scales, widen
 from optuna_nars.samplers.nars._scale import scores_to_values
 from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
@@ -74,8 +74,10 @@ class Fit:
     labels: tuple[np.ndarray, np.ndarray]
     labelled: np.ndarray  # the labelled candidates, encoded
     tau_method: str | None = None  # "prequential" or "cross-validated" (see ranking_quality)
-    # The multiple of the predictor's spread that reported spreads carry (_intervals).
+    # The multiples of the predictor's spread that reported spreads and 95% intervals carry
+    # (_intervals).
     interval_scale: float = 1.0
+    interval_scale_95: float = GAUSSIAN_95
     # Per trust weight: the pool's acquisition scores, the genetic search's ranking, and the
     # neighbourhood's (the trust region's only).
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
@@ -117,6 +119,10 @@ class Fit:
         """One prediction as :meth:`to_values` gives it."""
         value, spread = self.to_values(np.asarray(mean), np.asarray(std))
         return float(value), float(spread)
+
+    def half_width_95(self, spread: float) -> float:
+        """The 95% interval's half-width around a prediction with reported ``spread``."""
+        return widen(spread, self.interval_scale, self.interval_scale_95)
 
 
 def normal_scores(y: np.ndarray) -> np.ndarray:
@@ -180,8 +186,8 @@ def fit_predictor(
     """Fit a copy of ``pretrained`` (it keeps the pretrained encoder) on rows ``x`` labelled
     ``y`` (larger is better), predict ``pool``, and measure the ranking quality
     (:func:`ranking_quality`; ``predicted``: each row's prediction recorded when it was proposed,
-    on ``y``'s scale, NaN where there was none) and the interval scale (``spread``: the raw
-    spreads recorded with them, :func:`~optuna_nars.samplers.nars._intervals.interval_scale`).
+    on ``y``'s scale, NaN where there was none) and the interval scales (``spread``: the raw
+    spreads recorded with them, :func:`~optuna_nars.samplers.nars._intervals.interval_scales`).
     With fewer than ``gp_labels`` labels and no pretrained encoder, a
     :class:`~optuna_nars.predictor.gp.GPPredictor` instead: without anything learned
     beforehand, a Gaussian process's prior ranks tens of labels better."""
@@ -197,15 +203,16 @@ def fit_predictor(
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
     tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted, oof)
-    scale = None
+    scales = None
     if predicted is not None and spread is not None:
-        scale = interval_scale(y, predicted, spread)
-    if scale is None and cv is not None:
+        scales = interval_scales(y, predicted, spread)
+    if scales is None and cv is not None:
         # No measured proposal yet: the cross-validation's own errors, in normal scores.
-        scale = interval_scale(*cv)
+        scales = interval_scales(*cv)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
                np.hstack([arch_x, recipe_x]), tau_method=method,
-               interval_scale=1.0 if scale is None else scale)
+               **({} if scales is None else
+                  {"interval_scale": scales[0], "interval_scale_95": scales[1]}))
 
 
 def choose_model(

@@ -48,6 +48,7 @@ from optuna_nars.evolution import adaptive_genetic_search
 from optuna_nars.predictor import encode_split
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._context import SpaceContext, StudyRows
+from optuna_nars.samplers.nars._intervals import around
 from optuna_nars.samplers.nars._model import Fit
 from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set, recorded_predictions
 from optuna_nars.space import SearchSpace
@@ -274,8 +275,10 @@ def propose_pareto(fitter: Fitter, entries: tuple[str | None, ...], study: Study
     value, spread = fit.to_value(mean[k], std[k])
     quality = ({"n_labels": len(numbers), "kendall_tau": fit.kendall_tau}
                if fit.kendall_tau is not None else None)
-    return Claim(values[k], stage, predicted=axes.signs[axes.learned] * value,
-                 predicted_std=spread, interval_scale=fit.interval_scale, quality=quality)
+    predicted = axes.signs[axes.learned] * value
+    return Claim(values[k], stage, predicted=predicted, predicted_std=spread,
+                 interval_scale=fit.interval_scale,
+                 interval_95=around(predicted, fit.half_width_95(spread)), quality=quality)
 
 
 def pool_metrics(ctx: SpaceContext, entries: tuple[str | None, ...],

@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
+from optuna_nars.samplers.nars._intervals import GAUSSIAN_95, widen
 from optuna_nars.samplers.nars._model import MODELS, Fit, Ranking
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
 
-FORMAT = 6  # bump when the text or its meaning changes: older texts are then ignored
+FORMAT = 7  # bump when the text or its meaning changes: older texts are then ignored
 # Rows kept per shared ranking: a few batches of proposals, about 50 kB of text in all.
 POOL_TOP = 200
 EVOLVED_TOP = 64
@@ -65,6 +66,7 @@ class Ranked:
     near: dict[float, Part] = field(default_factory=dict)
     interval_scale: float = 1.0  # the spreads' multiple of the predictor's own (_intervals)
     model: str = "ensemble"  # what predicted: the MLP "ensemble" or a "gp" (_model.Fit.model)
+    interval_scale_95: float = GAUSSIAN_95  # the 95% intervals' multiple of the same
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
@@ -96,6 +98,10 @@ class Ranked:
         """Predictions are stored on the labels' scale already (see
         :func:`~optuna_nars.samplers.nars._scale.scores_to_values`)."""
         return float(mean), float(std)
+
+    def half_width_95(self, spread: float) -> float:
+        """The 95% interval's half-width around a prediction with reported ``spread``."""
+        return widen(spread, self.interval_scale, self.interval_scale_95)
 
     @property
     def quality(self) -> dict[str, Any] | None:
@@ -149,7 +155,7 @@ def rank_fit(
     evolved_parts = {trust: part(*ranking, None) for trust, ranking in evolved.items()}
     near_parts = {trust: part(*ranking, None) for trust, ranking in near.items()}
     return Ranked(digest, base, len(x), fit.kendall_tau, pool_parts, evolved_parts,
-                  fit.tau_method, near_parts, fit.interval_scale, fit.model)
+                  fit.tau_method, near_parts, fit.interval_scale, fit.model, fit.interval_scale_95)
 
 
 # ---- text ---------------------------------------------------------------------------------------
@@ -175,6 +181,7 @@ def encode(ranked: Ranked) -> str:
             "kendall_tau": ranked.kendall_tau,
             "tau_method": ranked.tau_method,
             "interval_scale": ranked.interval_scale,
+            "interval_scale_95": ranked.interval_scale_95,
             "model": ranked.model,
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
@@ -205,9 +212,10 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
     method = data["tau_method"]
     if method is not None and not isinstance(method, str):
         raise ValueError("tau_method is not a text")
-    scale = data["interval_scale"]
-    if not isinstance(scale, float) or not math.isfinite(scale) or scale < 0:
-        raise ValueError("interval_scale is not a finite number >= 0")
+    scale, scale_95 = data["interval_scale"], data["interval_scale_95"]
+    for name, value in (("interval_scale", scale), ("interval_scale_95", scale_95)):
+        if not isinstance(value, float) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{name} is not a finite number >= 0")
     model = data["model"]
     if model not in MODELS:
         raise ValueError(f"model is not one of {', '.join(MODELS)}")
@@ -239,4 +247,5 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
         {float(t): part(p) for t, p in data["near"].items()},
         scale,
         model,
+        scale_95,
     )

@@ -25,6 +25,7 @@ from optuna_nars.samplers._context import (
     row_key,
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
+from optuna_nars.samplers.nars._intervals import around
 from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._shared_fit import recorded_predictions
 
@@ -38,13 +39,15 @@ __all__ = ["Proposal", "search", "top_proposals"]
 
 @dataclass(frozen=True)
 class Proposal:
-    """A re-targeting answer: an architecture-recipe pair with its predicted value and cost."""
+    """A re-targeting answer: an architecture-recipe pair with its predicted value (its spread
+    covering about 68% of the recent errors, ``interval_95`` about 95%) and cost."""
 
     params: dict[str, Any]
     predicted: float
     predicted_std: float
     costs: dict[str, float]
     candidate: Candidate | None = None
+    interval_95: tuple[float, float] | None = None  # (low, high)
 
 
 def top_proposals(
@@ -68,8 +71,9 @@ def top_proposals(
         params = ctx.param_space.values_to_params(values[i])[0]
         costs = {k: float(v[0]) for k, v in metrics(values[i][None]).items()} if metrics else {}
         candidate = ctx.space.from_params(params) if ctx.space is not None else None
-        value, spread = fit.to_values(mean[i : i + 1], std[i : i + 1])
-        out.append(Proposal(params, sign * float(value[0]), float(spread[0]), costs, candidate))
+        value, spread = fit.to_value(mean[i], std[i])
+        out.append(Proposal(params, sign * value, spread, costs, candidate,
+                            around(sign * value, fit.half_width_95(spread))))
         if len(out) == n:
             break
     return out
