@@ -222,6 +222,7 @@ def test_retarget_table_and_json(synthetic: str, tmp_path: Path,
     captured = capsys.readouterr()
     assert "Top 3 predicted pairs for flops <= 0.6 MFLOPs" in captured.out
     assert "predicted" in captured.out and "arch" in captured.out
+    assert "95% interval" in captured.out
     report = json.loads(path.read_text())
     assert report["study"] == "syn" and report["constraints"] == {"flops": 6e5}
     rows = report["proposals"]
@@ -235,6 +236,10 @@ def test_retarget_table_and_json(synthetic: str, tmp_path: Path,
         assert str(candidate.architecture) == r["arch"]
         assert count_flops(candidate.architecture, 1, 10) == r["flops"]
         assert space.from_params(r["optuna_params"]) == candidate
+        low, high = r["interval_95"]  # calibrated apart from the spread, and wider
+        assert low <= r["predicted"] - r["predicted_std"] <= r["predicted"] + r["predicted_std"]
+        assert r["predicted"] + r["predicted_std"] <= high
+        assert f"{low:.4f} to {high:.4f}" in captured.out
 
     # JSON on stdout, nothing else there.
     assert cli_main(["retarget", "--storage", synthetic, "--study-name", "syn",

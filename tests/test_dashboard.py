@@ -114,7 +114,9 @@ def test_callback_keeps_note_plots_and_attrs(synthetic_study) -> None:
         if t.user_attrs["nars:stage"] == "qmc":
             assert text.startswith("**1. QMC warm start**")
         if "nars:predicted" in t.user_attrs:
-            assert "predicted " in text
+            low, high = t.user_attrs["nars:interval_95"]
+            assert f"predicted {t.user_attrs['nars:predicted']:.4f} ± " in text
+            assert f"(95%: {low:.4f} to {high:.4f})" in text
         if t.state == optuna.trial.TrialState.PRUNED:
             assert f"label **{t.intermediate_values[label_step]:.4f}**" in text
         # The calibration trials finished before the label step was fixed; their notes are
@@ -172,13 +174,39 @@ def test_predictor_kendall_tau_is_one_text_everywhere(quality, text: str) -> Non
     assert study.user_attrs["nars:predictor_kendall_tau"] == text
     method = (quality or {}).get("kendall_tau_method", "cross-validated")
     title = build_figures(study)["predicted"].layout.title.text
-    assert title.endswith(f"predictor's {method} Kendall tau {text})")
+    who = {"gp": "the Gaussian process"}.get(str((quality or {}).get("model")), "predictor")
+    assert title.endswith(f"{who}'s {method} Kendall tau {text})")
     note = optuna_dashboard.get_note(study)
     if quality is None:
         assert "Not cross-validated yet" in note
     else:
         assert f"{method} Kendall tau **{text}**" in note
         assert ("by a Gaussian process" in note) == (quality.get("model") == "gp")
+
+
+@pytest.mark.parametrize(("interval", "shown"), [
+    ([0.5, 0.9], "(95%: 0.5000 to 0.9000)"),
+    ([0.9, 0.5], None),  # malformed values in storage are not shown, and break nothing
+    ([0.5], None),
+    (["0.5", 0.9], None),
+    ([0.5, math.inf], None),
+    ("0.5 to 0.9", None),
+])
+def test_trial_note_shows_the_95_percent_interval(interval, shown: str | None) -> None:
+    study = optuna.create_study(direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr("nars:predicted", 0.7)
+        trial.set_user_attr("nars:predicted_std", 0.05)
+        trial.set_user_attr("nars:interval_95", interval)
+        return 0.75
+
+    study.optimize(DashboardObjective(objective), n_trials=1)
+    text = optuna_dashboard.get_note(optuna.Trial(study, study.trials[0]._trial_id))
+    assert "predicted 0.7000 ± 0.0500" in text
+    assert ("95%" in text) == (shown is not None)
+    if shown is not None:
+        assert shown in text
 
 
 def test_figures(synthetic_study) -> None:

@@ -85,6 +85,8 @@ def test_every_member_is_feasible_at_its_budget(study: optuna.Study,
         assert count_flops(arch, 1, 10) == m["flops"]
         assert m["interval"] == [m["predicted"] - m["predicted_std"],
                                  m["predicted"] + m["predicted_std"]]
+        low, high = m["interval_95"]
+        assert low <= m["interval"][0] <= m["interval"][1] <= high
     _, latency = table
     ms = latency.latency_ms(TINY, TINY.sample_values(2000, seed=0))
     ladder = [float(np.quantile(ms, q)) for q in (0.2, 0.5)]
@@ -152,7 +154,7 @@ def test_family_command_prints_writes_and_trains(study: optuna.Study, storage: s
     out_json, png = tmp_path / "family.json", tmp_path / "family.png"
     assert cli_main([*base, "--json", str(out_json), "--png", str(png)]) == 0
     out = capsys.readouterr().out
-    assert "A family of 2" in out and "predicted ± std" in out
+    assert "A family of 2" in out and "predicted ± std" in out and "95% interval" in out
     report = json.loads(out_json.read_text())
     assert [m["budget"] for m in report["members"]] == sorted(report["budgets"])
     assert png.stat().st_size > 5000

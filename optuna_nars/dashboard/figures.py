@@ -59,7 +59,8 @@ def build_figures(
     acc_title = "accuracy" + ("" if snap.label_step is None else f" at epoch {snap.label_step}")
     labelled = [t for t in snap.trials if t.number in labels]
     figures = {"predicted": _predicted_vs_measured(labelled, labels, acc_title,
-                                                   snap.predictor_tau, snap.predictor_tau_method)}
+                                                   snap.predictor_tau, snap.predictor_tau_method,
+                                                   snap.predictor_model)}
     for metric in ("flops", "params"):
         figures[metric] = _accuracy_vs_cost(metric, labelled, labels, space, snap.budget,
                                             acc_title)
@@ -97,14 +98,18 @@ def _stage(t: FrozenTrial) -> str:
     return str(t.user_attrs.get(STAGE_KEY))
 
 
+_MODEL_NAMES = {"ensemble": "the MLP ensemble", "gp": "the Gaussian process"}
+
+
 def _predicted_vs_measured(
     labelled: list[FrozenTrial], labels: dict[int, float], acc_title: str, predictor_tau: str,
-    tau_method: str,
+    tau_method: str, model: str | None = None,
 ) -> go.Figure:
     """The predictor's predictions (with error bars) against the labels, and the diagonal.
 
     The title gives the predictor's Kendall tau (``predictor_tau``, ``tau_method``), the number
-    the study note and the ``nars:predictor_kendall_tau`` study attribute show.
+    the study note and the ``nars:predictor_kendall_tau`` study attribute show, and which
+    ``model`` predicted (when the study says).
     """
     import plotly.graph_objects as go
 
@@ -125,7 +130,8 @@ def _predicted_vs_measured(
         fig.add_trace(go.Scatter(x=[lo - pad, hi + pad], y=[lo - pad, hi + pad], mode="lines",
                                  name="predicted = measured",
                                  line=dict(color="#999", dash="dash")))
-    title = (f"Predicted vs measured {acc_title} ({len(points)} trials; predictor's "
+    who = _MODEL_NAMES.get(model or "", "predictor")
+    title = (f"Predicted vs measured {acc_title} ({len(points)} trials; {who}'s "
              f"{tau_method} Kendall tau {predictor_tau})")
     if not points:
         fig.add_annotation(text="No predictor-guided trial has finished yet.", showarrow=False,
