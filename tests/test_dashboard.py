@@ -114,9 +114,8 @@ def test_callback_keeps_note_plots_and_attrs(synthetic_study) -> None:
         if t.user_attrs["nars:stage"] == "qmc":
             assert text.startswith("**1. QMC warm start**")
         if "nars:predicted" in t.user_attrs:
-            low, high = t.user_attrs["nars:interval_95"]
             assert f"predicted {t.user_attrs['nars:predicted']:.4f} ± " in text
-            assert f"(95%: {low:.4f} to {high:.4f})" in text
+            assert "95%" not in text  # too few measured proposals for a 95% interval
         if t.state == optuna.trial.TrialState.PRUNED:
             assert f"label **{t.intermediate_values[label_step]:.4f}**" in text
         # The calibration trials finished before the label step was fixed; their notes are

@@ -85,8 +85,7 @@ def test_every_member_is_feasible_at_its_budget(study: optuna.Study,
         assert count_flops(arch, 1, 10) == m["flops"]
         assert m["interval"] == [m["predicted"] - m["predicted_std"],
                                  m["predicted"] + m["predicted_std"]]
-        low, high = m["interval_95"]
-        assert low <= m["interval"][0] <= m["interval"][1] <= high
+        assert m["interval_95"] is None  # 12 trials: too few measured proposals for one
     _, latency = table
     ms = latency.latency_ms(TINY, TINY.sample_values(2000, seed=0))
     ladder = [float(np.quantile(ms, q)) for q in (0.2, 0.5)]

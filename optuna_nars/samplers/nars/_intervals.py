@@ -8,16 +8,18 @@ scale applied to the spread and its 95% interval (``nars:predicted``, ``nars:pre
 ``nars:interval_scale``, ``nars:interval_95``), so the study holds a calibration set that
 grows with the search. Each scale is a split-conformal quantile of
 ``|measured - predicted| / raw spread`` over the latest :data:`WINDOW` proposals of the fit
-set, once it holds :data:`MIN_PAIRS` (the recent ones, because the errors shrink as the
-predictor learns): :data:`COVERAGE` for the spread, :data:`COVERAGE_95` for the 95% interval.
-The errors are far from Gaussian (a diverged run lies tens of spreads off), so the 95%
-interval has a scale of its own rather than two spreads. Before enough proposals are
-measured, the first fits (from 10 labels) take the same quantiles over their 5-fold
-cross-validation's out-of-fold errors, in normal scores
+set (the recent ones, because the errors shrink as the predictor learns): :data:`COVERAGE`
+for the spread, once the fit set holds :data:`MIN_PAIRS` measured proposals, and
+:data:`COVERAGE_95` for the 95% interval, once it holds :data:`MIN_PAIRS_95`, the fewest whose
+conformal 95% quantile exists. The errors are far from Gaussian (a diverged run lies tens of
+spreads off), so the 95% interval has a scale of its own rather than two spreads. Before 5
+proposals are measured, the first fits (from 10 labels) scale the spread by the same quantile
+of their 5-fold cross-validation's out-of-fold errors, in normal scores
 (:func:`~optuna_nars.samplers.nars._model.ranking_quality`); it runs anyway for their Kendall
 tau. Those errors are smaller than a proposal's, which the search picked where the predictor
-is most optimistic, so the first scales are still too small. Only the reported spread changes:
-the acquisition ranks with the predictor's own.
+is most optimistic, so the first spreads are still too small; they get no 95% interval (one
+from those errors covered 0.70 of the first proposals: benchmarks/RESULTS.md, session 10).
+Only the reported spread changes: the acquisition ranks with the predictor's own.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ import math
 import numpy as np
 from scipy.stats import norm
 
-__all__ = ["COVERAGE", "COVERAGE_95", "GAUSSIAN_95", "MIN_PAIRS", "WINDOW", "Scales",
+__all__ = ["COVERAGE", "COVERAGE_95", "MIN_PAIRS", "MIN_PAIRS_95", "WINDOW", "Scales",
            "around", "interval_scales", "widen"]
 
 COVERAGE = float(2 * norm.cdf(1.0) - 1)  # what a 1-std Gaussian interval claims
 COVERAGE_95 = 0.95
 MIN_PAIRS = 5
+MIN_PAIRS_95 = 19  # the fewest n with ceil((n + 1) * 0.95) <= n
 # Recent pairs only: the early errors are larger, and a window over all of them over-covers;
 # 40 rather than 20, because the 95% quantile of 20 ratios is their largest, which the next
 # one exceeds more often than 5% of the time (benchmarks/RESULTS.md, issue 12, session 10).
 WINDOW = 40
-# Before any calibration the raw spread is taken for a Gaussian standard deviation.
-GAUSSIAN_95 = float(norm.ppf(0.975))
-
-Scales = tuple[float, float]  # (the spread's, the 95% interval's), multiples of the raw spread
+# (the spread's, the 95% interval's): multiples of the raw spread; NaN: no 95% interval
+Scales = tuple[float, float]
 
 
 def conformal_quantile(ratios: np.ndarray, coverage: float) -> float:
@@ -56,7 +57,8 @@ def interval_scales(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) ->
     """The multiples of the raw spread that make the spread cover :data:`COVERAGE` and the 95%
     interval :data:`COVERAGE_95` of the recent errors: labels ``y``, the predictions and raw
     spreads their trials were proposed with (on ``y``'s scale, in trial order; NaN where a
-    trial had none). ``None`` with fewer than :data:`MIN_PAIRS` usable pairs."""
+    trial had none). ``None`` with fewer than :data:`MIN_PAIRS` usable pairs; the 95% scale is
+    NaN with fewer than :data:`MIN_PAIRS_95`."""
     y, predicted, spread = (np.asarray(a, dtype=float) for a in (y, predicted, spread))
     usable = np.isfinite(predicted) & np.isfinite(spread) & (spread > 0) & np.isfinite(y)
     pairs = np.flatnonzero(usable)
@@ -64,12 +66,14 @@ def interval_scales(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) ->
         return None
     recent = pairs[-WINDOW:]
     ratios = np.abs(y[recent] - predicted[recent]) / spread[recent]
-    return conformal_quantile(ratios, COVERAGE), conformal_quantile(ratios, COVERAGE_95)
+    wide = (conformal_quantile(ratios, COVERAGE_95) if len(ratios) >= MIN_PAIRS_95
+            else math.nan)
+    return conformal_quantile(ratios, COVERAGE), wide
 
 
 def widen(spread: float, scale: float, scale_95: float) -> float:
     """The 95% interval's half-width for a reported ``spread`` (the raw one times ``scale``);
-    NaN when ``scale`` is 0 (the raw spread is lost)."""
+    NaN when there is no 95% scale, or ``scale`` is 0 (the raw spread is lost)."""
     return spread * scale_95 / scale if scale > 0 else math.nan
 
 

@@ -22,7 +22,7 @@ from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
-from optuna_nars.samplers.nars._intervals import GAUSSIAN_95, interval_scales, widen
+from optuna_nars.samplers.nars._intervals import interval_scales, widen
 from optuna_nars.samplers.nars._scale import scores_to_values
 from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
@@ -77,7 +77,7 @@ class Fit:
     # The multiples of the predictor's spread that reported spreads and 95% intervals carry
     # (_intervals).
     interval_scale: float = 1.0
-    interval_scale_95: float = GAUSSIAN_95
+    interval_scale_95: float = math.nan  # NaN: no calibrated 95% interval yet
     # Per trust weight: the pool's acquisition scores, the genetic search's ranking, and the
     # neighbourhood's (the trust region's only).
     pool_scores: dict[float, np.ndarray] = field(default_factory=dict)
@@ -207,8 +207,10 @@ def fit_predictor(
     if predicted is not None and spread is not None:
         scales = interval_scales(y, predicted, spread)
     if scales is None and cv is not None:
-        # No measured proposal yet: the cross-validation's own errors, in normal scores.
-        scales = interval_scales(*cv)
+        # No measured proposal yet: the cross-validation's own errors, in normal scores; they
+        # are too few and too small for a 95% interval.
+        cv_scales = interval_scales(*cv)
+        scales = None if cv_scales is None else (cv_scales[0], math.nan)
     return Fit(predictor, mean, std, tau, (np.sort(y), np.sort(z)),
                np.hstack([arch_x, recipe_x]), tau_method=method,
                **({} if scales is None else

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
-from optuna_nars.samplers.nars._intervals import GAUSSIAN_95, widen
+from optuna_nars.samplers.nars._intervals import widen
 from optuna_nars.samplers.nars._model import MODELS, Fit, Ranking
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
@@ -66,7 +66,7 @@ class Ranked:
     near: dict[float, Part] = field(default_factory=dict)
     interval_scale: float = 1.0  # the spreads' multiple of the predictor's own (_intervals)
     model: str = "ensemble"  # what predicted: the MLP "ensemble" or a "gp" (_model.Fit.model)
-    interval_scale_95: float = GAUSSIAN_95  # the 95% intervals' multiple of the same
+    interval_scale_95: float = math.nan  # the 95% intervals' multiple of the same (NaN: none)
 
     def covers(self, evolve: bool) -> bool:
         """Whether it holds what a proposal of stage 3 (``evolve``) or 2 needs."""
@@ -181,7 +181,8 @@ def encode(ranked: Ranked) -> str:
             "kendall_tau": ranked.kendall_tau,
             "tau_method": ranked.tau_method,
             "interval_scale": ranked.interval_scale,
-            "interval_scale_95": ranked.interval_scale_95,
+            "interval_scale_95": (None if math.isnan(ranked.interval_scale_95)
+                                  else ranked.interval_scale_95),
             "model": ranked.model,
             # Trust weights as text keys (JSON objects have no float keys), exactly repr'd.
             "pool": {repr(t): part(p) for t, p in ranked.pool.items()},
@@ -213,9 +214,12 @@ def decode(text: str, pool: np.ndarray) -> Ranked:
     if method is not None and not isinstance(method, str):
         raise ValueError("tau_method is not a text")
     scale, scale_95 = data["interval_scale"], data["interval_scale_95"]
-    for name, value in (("interval_scale", scale), ("interval_scale_95", scale_95)):
-        if not isinstance(value, float) or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{name} is not a finite number >= 0")
+    if scale_95 is None:
+        scale_95 = math.nan
+    elif not isinstance(scale_95, float) or not math.isfinite(scale_95) or scale_95 < 0:
+        raise ValueError("interval_scale_95 is not a finite number >= 0 or null")
+    if not isinstance(scale, float) or not math.isfinite(scale) or scale < 0:
+        raise ValueError("interval_scale is not a finite number >= 0")
     model = data["model"]
     if model not in MODELS:
         raise ValueError(f"model is not one of {', '.join(MODELS)}")
