@@ -37,8 +37,8 @@ COVERAGE_95 = 0.95
 MIN_PAIRS = 5
 MIN_PAIRS_95 = 19  # the fewest n with ceil((n + 1) * 0.95) <= n
 # Recent pairs only: the early errors are larger, and a window over all of them over-covers;
-# 40 rather than 20, because the 95% quantile of 20 ratios is their largest, which the next
-# one exceeds more often than 5% of the time (benchmarks/RESULTS.md, issue 12, session 10).
+# 40 rather than 20: replayed on the suite's runs, 20 covered 0.94 at 95% and 40 covered 0.95
+# (benchmarks/RESULTS.md, issue 12, session 10).
 WINDOW = 40
 # (the spread's, the 95% interval's): multiples of the raw spread; NaN: no 95% interval
 Scales = tuple[float, float]
