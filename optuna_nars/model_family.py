@@ -61,7 +61,8 @@ def family(
     ``predicted_std`` and the ``interval`` predicted +- one predicted standard deviation
     (scaled to cover about 68% of the errors of the study's latest measured proposals, or of
     the fit's cross-validation before five are measured: ``nars:interval_scale``), the
-    ``interval_95`` calibrated the same way to cover about 95% of them, costs,
+    ``interval_95`` calibrated the same way to cover about 95% of them (``None`` before 19 are
+    measured), costs,
     arch, recipe, Optuna params, and the trial and label if it was trained already) plus its
     ``budget``. Budgets are sorted; a larger budget never gets a member predicted worse than a
     smaller one's (that member fits the larger budget too, and is reused there, with
