@@ -20,9 +20,8 @@ from optuna_nars.samplers.nars._intervals import (
     MIN_PAIRS,
     MIN_PAIRS_95,
     WINDOW,
-    around,
+    interval_95,
     interval_scales,
-    widen,
 )
 from optuna_nars.samplers.nars._ranked import Part, Ranked, decode, encode
 
@@ -66,12 +65,12 @@ def test_no_95_percent_scale_before_its_conformal_quantile_exists() -> None:
     assert math.isnan(scale_95)
 
 
-def test_the_95_percent_half_width_follows_the_reported_spread() -> None:
-    assert widen(0.3, 2.0, 10.0) == pytest.approx(1.5)  # raw 0.15, times 10
-    assert math.isnan(widen(0.0, 0.0, 3.0))  # the raw spread is lost
-    assert math.isnan(widen(0.3, 2.0, math.nan))  # no 95% scale
-    assert around(1.0, 0.5) == (0.5, 1.5)
-    assert around(1.0, math.nan) is None
+def test_the_95_percent_interval_follows_the_reported_spread() -> None:
+    assert interval_95(0.0, 0.3, 2.0, 10.0) == pytest.approx((-1.5, 1.5))  # raw 0.15, times 10
+    assert interval_95(0.0, 0.0, 0.0, 3.0) is None  # the raw spread is lost
+    assert interval_95(0.0, 0.3, 2.0, math.nan) is None  # no 95% scale
+    assert interval_95(1.0, 0.5, 1.0, 1.0) == (0.5, 1.5)
+    assert interval_95(math.nan, 0.5, 1.0, 1.0) is None
 
 
 def test_no_scale_before_enough_measured_proposals() -> None:
@@ -164,12 +163,12 @@ def test_shared_rankings_carry_the_scale_and_reject_a_bad_one() -> None:
         decode(encode(bad), pool)
     # The 95% interval's scale travels beside it, checked the same way.
     wide = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 2.0, "gp", 9.0)
-    assert decode(encode(wide), pool).half_width_95(0.2) == pytest.approx(0.9)
+    assert decode(encode(wide), pool).interval_95(0.0, 0.2) == pytest.approx((-0.9, 0.9))
     bad_95 = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 2.0, "gp", math.inf)
     with pytest.raises(ValueError, match="interval_scale_95"):
         decode(encode(bad_95), pool)
     none_yet = decode(encode(Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {})), pool)
-    assert math.isnan(none_yet.interval_scale_95) and math.isnan(none_yet.half_width_95(0.2))
+    assert math.isnan(none_yet.interval_scale_95) and none_yet.interval_95(0.0, 0.2) is None
     # Which model predicted travels too, and only a known one.
     gp = Ranked("d", "b", 7, 0.4, {0.0: part}, {}, "prequential", {}, 1.0, "gp")
     assert decode(encode(gp), pool).model == "gp"

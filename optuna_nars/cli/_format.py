@@ -13,6 +13,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_nars._keys import ERROR_ATTR, PREDICTED_KEY, STAGE_KEY
+from optuna_nars._validation import finite_interval
 from optuna_nars.cost import format_budget
 from optuna_nars.labels import get_label_step, trial_labels
 
@@ -40,10 +41,9 @@ def format_scaled(x: Any, scale: float, spec: str) -> str:
 
 
 def format_interval(interval: Any) -> str:
-    """``[low, high]`` as ``low to high`` with 4 decimals, ``-`` for none."""
-    if not isinstance(interval, (list, tuple)) or len(interval) != 2:
-        return "-"
-    return f"{format_scaled(interval[0], 1.0, '.4f')} to {format_scaled(interval[1], 1.0, '.4f')}"
+    """``[low, high]`` as ``low to high`` with 4 decimals, ``-`` for none (or not an interval)."""
+    pair = finite_interval(interval)
+    return "-" if pair is None else f"{pair[0]:.4f} to {pair[1]:.4f}"
 
 
 def format_duration(seconds: float) -> str:

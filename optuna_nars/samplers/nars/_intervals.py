@@ -30,7 +30,7 @@ import numpy as np
 from scipy.stats import norm
 
 __all__ = ["COVERAGE", "COVERAGE_95", "MIN_PAIRS", "MIN_PAIRS_95", "WINDOW", "Scales",
-           "around", "interval_scales", "widen"]
+           "interval_95", "interval_scales"]
 
 COVERAGE = float(2 * norm.cdf(1.0) - 1)  # what a 1-std Gaussian interval claims
 COVERAGE_95 = 0.95
@@ -47,10 +47,9 @@ Scales = tuple[float, float]
 def conformal_quantile(ratios: np.ndarray, coverage: float) -> float:
     """The split-conformal quantile: the ``ceil((n + 1) * coverage)``-th smallest of ``n``
     ratios, which a new exchangeable ratio exceeds with probability at most ``1 - coverage``;
-    the largest when there are too few for that."""
-    ordered = np.sort(ratios)
-    k = min(len(ordered), math.ceil((len(ordered) + 1) * coverage))
-    return float(ordered[k - 1])
+    NaN when there are too few for that (fewer than :data:`MIN_PAIRS_95` at 95%)."""
+    k = math.ceil((len(ratios) + 1) * coverage)
+    return float(np.sort(ratios)[k - 1]) if k <= len(ratios) else math.nan
 
 
 def interval_scales(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) -> Scales | None:
@@ -66,20 +65,15 @@ def interval_scales(y: np.ndarray, predicted: np.ndarray, spread: np.ndarray) ->
         return None
     recent = pairs[-WINDOW:]
     ratios = np.abs(y[recent] - predicted[recent]) / spread[recent]
-    wide = (conformal_quantile(ratios, COVERAGE_95) if len(ratios) >= MIN_PAIRS_95
-            else math.nan)
-    return conformal_quantile(ratios, COVERAGE), wide
+    return conformal_quantile(ratios, COVERAGE), conformal_quantile(ratios, COVERAGE_95)
 
 
-def widen(spread: float, scale: float, scale_95: float) -> float:
-    """The 95% interval's half-width for a reported ``spread`` (the raw one times ``scale``);
-    NaN when there is no 95% scale, or ``scale`` is 0 (the raw spread is lost)."""
-    return spread * scale_95 / scale if scale > 0 else math.nan
-
-
-def around(predicted: float, half_width: float) -> tuple[float, float] | None:
-    """``(low, high)``: the interval ``predicted +- half_width``; ``None`` when it is not
-    finite."""
+def interval_95(predicted: float, spread: float, scale: float,
+                scale_95: float) -> tuple[float, float] | None:
+    """``(low, high)``: the 95% interval around ``predicted``, whose reported ``spread`` is the
+    raw one times ``scale``; ``None`` when there is no 95% scale (NaN), or ``scale`` is 0 (the
+    raw spread is lost)."""
+    half_width = spread * scale_95 / scale if scale > 0 else math.nan
     if not (math.isfinite(predicted) and math.isfinite(half_width)):
         return None
     return predicted - half_width, predicted + half_width

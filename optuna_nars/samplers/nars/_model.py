@@ -22,7 +22,7 @@ from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
-from optuna_nars.samplers.nars._intervals import interval_scales, widen
+from optuna_nars.samplers.nars._intervals import interval_95, interval_scales
 from optuna_nars.samplers.nars._scale import scores_to_values
 from optuna_nars.samplers.nars._shared_encoder import encoder_digest
 from optuna_nars.space import ParamSpace
@@ -120,9 +120,9 @@ class Fit:
         value, spread = self.to_values(np.asarray(mean), np.asarray(std))
         return float(value), float(spread)
 
-    def half_width_95(self, spread: float) -> float:
-        """The 95% interval's half-width around a prediction with reported ``spread``."""
-        return widen(spread, self.interval_scale, self.interval_scale_95)
+    def interval_95(self, predicted: float, spread: float) -> tuple[float, float] | None:
+        """The 95% interval around ``predicted``, reported with ``spread`` (``None``: none)."""
+        return interval_95(predicted, spread, self.interval_scale, self.interval_scale_95)
 
 
 def normal_scores(y: np.ndarray) -> np.ndarray:

@@ -48,7 +48,6 @@ from optuna_nars.evolution import adaptive_genetic_search
 from optuna_nars.predictor import encode_split
 from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._context import SpaceContext, StudyRows
-from optuna_nars.samplers.nars._intervals import around
 from optuna_nars.samplers.nars._model import Fit
 from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set, recorded_predictions
 from optuna_nars.space import SearchSpace
@@ -278,7 +277,7 @@ def propose_pareto(fitter: Fitter, entries: tuple[str | None, ...], study: Study
     predicted = axes.signs[axes.learned] * value
     return Claim(values[k], stage, predicted=predicted, predicted_std=spread,
                  interval_scale=fit.interval_scale,
-                 interval_95=around(predicted, fit.half_width_95(spread)), quality=quality)
+                 interval_95=fit.interval_95(predicted, spread), quality=quality)
 
 
 def pool_metrics(ctx: SpaceContext, entries: tuple[str | None, ...],

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from optuna_nars.samplers._context import RowKey, row_key
-from optuna_nars.samplers.nars._intervals import widen
+from optuna_nars.samplers.nars._intervals import interval_95
 from optuna_nars.samplers.nars._model import MODELS, Fit, Ranking
 
 __all__ = ["EVOLVED_TOP", "FORMAT", "POOL_TOP", "Part", "Ranked", "decode", "encode", "rank_fit"]
@@ -99,9 +99,9 @@ class Ranked:
         :func:`~optuna_nars.samplers.nars._scale.scores_to_values`)."""
         return float(mean), float(std)
 
-    def half_width_95(self, spread: float) -> float:
-        """The 95% interval's half-width around a prediction with reported ``spread``."""
-        return widen(spread, self.interval_scale, self.interval_scale_95)
+    def interval_95(self, predicted: float, spread: float) -> tuple[float, float] | None:
+        """The 95% interval around ``predicted``, reported with ``spread`` (``None``: none)."""
+        return interval_95(predicted, spread, self.interval_scale, self.interval_scale_95)
 
     @property
     def quality(self) -> dict[str, Any] | None:

@@ -25,7 +25,6 @@ from optuna_nars.samplers._context import (
     row_key,
 )
 from optuna_nars.samplers.nars._acquisition import Acquisition
-from optuna_nars.samplers.nars._intervals import around
 from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._shared_fit import recorded_predictions
 
@@ -73,7 +72,7 @@ def top_proposals(
         candidate = ctx.space.from_params(params) if ctx.space is not None else None
         value, spread = fit.to_value(mean[i], std[i])
         out.append(Proposal(params, sign * value, spread, costs, candidate,
-                            around(sign * value, fit.half_width_95(spread))))
+                            fit.interval_95(sign * value, spread)))
         if len(out) == n:
             break
     return out

@@ -50,7 +50,6 @@ from optuna_nars.samplers._context import SpaceContext, StudyRows, direction_sig
 from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._acquisition import ACQUISITIONS
 from optuna_nars.samplers.nars._fitting import FitSettings, Fitter
-from optuna_nars.samplers.nars._intervals import around
 from optuna_nars.samplers.nars._ranked import Ranked
 from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
@@ -321,5 +320,5 @@ def _with_prediction(
         value, spread = fit.to_value(mean[i], std[i])
         claim.predicted, claim.predicted_std = sign * value, spread
         claim.interval_scale = fit.interval_scale
-        claim.interval_95 = around(sign * value, fit.half_width_95(spread))
+        claim.interval_95 = fit.interval_95(sign * value, spread)
     return claim
