@@ -55,12 +55,8 @@ from optuna_nars.samplers._claims import (
 )
 from optuna_nars.samplers._constraints import (
     Constraints,
-    Metrics,
     ProxyMetrics,
     check_constraints,
-    cost_metrics,
-    proxy_metrics_function,
-    violation_function,
 )
 from optuna_nars.samplers._context import (
     RowKey,
@@ -71,7 +67,7 @@ from optuna_nars.samplers._context import (
     row_key,
     trial_row,
 )
-from optuna_nars.space import ParamSpace, SearchSpace
+from optuna_nars.space import SearchSpace
 
 __all__ = ["BaseNASSampler"]
 
@@ -229,22 +225,10 @@ class BaseNASSampler(BaseSampler):
     ) -> SpaceContext:
         """A context of ``search_space`` under ``constraints`` without the subclass's state:
         enough to measure rows."""
-        space = self._space if isinstance(self._space, SearchSpace) else None
-        metrics: Metrics | None = None
-        if space is not None and dict(search_space) == space.distributions():
-            param_space = space.param_space
-            metrics = cost_metrics(space, self._latency_table)
-        else:
-            space = None  # the cost model only knows its own space
-            arch = self._architecture_params
-            param_space = ParamSpace.from_distributions(
-                search_space, None if arch is None else arch & set(search_space)
-            )
-            if self._proxy_metrics is not None:
-                metrics = proxy_metrics_function(param_space, self._proxy_metrics)
-        names, violations = violation_function(param_space, space, metrics, constraints,
-                                               self._latency_table)
-        return self._context_class(param_space, space, names, violations, metrics)
+        return self._context_class.build(
+            search_space, self._space if isinstance(self._space, SearchSpace) else None,
+            constraints, architecture_params=self._architecture_params,
+            proxy_metrics=self._proxy_metrics, latency_table=self._latency_table)
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
         """Fill in a subclass's per-space state of a new context (nothing by default)."""

@@ -13,17 +13,27 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial
 
 from optuna_nars._keys import PROPOSAL_KEY
 from optuna_nars._storage import get_chunked
+from optuna_nars.cost import LatencyTable
 from optuna_nars.labels import trial_labels
-from optuna_nars.samplers._constraints import Metrics, ViolationFunction
+from optuna_nars.samplers._constraints import (
+    Constraints,
+    Metrics,
+    ProxyMetrics,
+    ViolationFunction,
+    cost_metrics,
+    proxy_metrics_function,
+    violation_function,
+)
 from optuna_nars.space import ParamSpace, SearchSpace
 from optuna_nars.stale import released_trials
 
@@ -61,6 +71,36 @@ class SpaceContext:
     finished_rows: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
     # The predictor quality this process last published, keyed by (storage, study id).
     published_quality: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        search_space: Mapping[str, BaseDistribution],
+        space: SearchSpace | None,
+        constraints: Constraints | None,
+        *,
+        architecture_params: frozenset[str] | None,
+        proxy_metrics: ProxyMetrics | None,
+        latency_table: LatencyTable | None,
+    ) -> Self:
+        """The context of ``search_space`` (``space``: the sampler's SearchSpace, if any) under
+        ``constraints``, without a subclass's own state. The cost model measures only its own
+        space's rows; another space is measured by ``proxy_metrics``, if given."""
+        metrics: Metrics | None = None
+        if space is not None and dict(search_space) == space.distributions():
+            param_space = space.param_space
+            metrics = cost_metrics(space, latency_table)
+        else:
+            space = None
+            arch = architecture_params
+            param_space = ParamSpace.from_distributions(
+                search_space, None if arch is None else arch & set(search_space)
+            )
+            if proxy_metrics is not None:
+                metrics = proxy_metrics_function(param_space, proxy_metrics)
+        names, violations = violation_function(param_space, space, metrics, constraints,
+                                               latency_table)
+        return cls(param_space, space, names, violations, metrics)
 
     def feasible(self, values: np.ndarray) -> np.ndarray:
         """Which rows of ``values`` meet every constraint."""
