@@ -241,10 +241,8 @@ def propose_pareto(fitter: Fitter, entries: tuple[str | None, ...], study: Study
     stage = plan.stage(trial.number)
     if stage == Stage.QMC:
         return None
-    batch = plan.batch_size
     learned = entries.index(None)
-    numbers, x, y = fit_set(study, rows, batch, min(batch, plan.n_startup_trials),
-                            objective=learned)
+    numbers, x, y = fit_set(study, rows, plan, objective=learned)
     if len(numbers) < 2 or np.ptp(y) == 0:
         return None
     recorded = recorded_predictions(study, rows, numbers, objective=learned)

@@ -53,7 +53,7 @@ from optuna_nars.predictor.pretraining import fingerprint
 from optuna_nars.samplers._context import StudyRows, direction_sign, labelled_rows
 from optuna_nars.samplers.nars._lease import end_lease, held_by_other, read_lease, take_lease
 from optuna_nars.samplers.nars._ranked import FORMAT, Ranked, decode, encode
-from optuna_nars.samplers.nars._schedule import refit_size
+from optuna_nars.samplers.nars._schedule import StagePlan
 from optuna_nars.space import ParamSpace
 
 __all__ = [
@@ -66,14 +66,14 @@ LEASE_SECONDS = 120.0  # how long others leave a label set to a worker fitting i
 
 
 def fit_set(
-    study: Study, rows: StudyRows, batch_size: int, minimum: int, objective: int | None = None
+    study: Study, rows: StudyRows, plan: StagePlan, objective: int | None = None
 ) -> tuple[list[int], np.ndarray, np.ndarray]:
-    """``(numbers, x, y)`` of the fit: the first :func:`refit_size` labelled trials in order of
-    completion (then number), listed by trial number (the order the fit sees them in); none
-    with fewer than ``minimum`` labels. ``objective``: the learned objective of a
+    """``(numbers, x, y)`` of the fit: the first :meth:`StagePlan.refit_size` labelled trials in
+    order of completion (then number), listed by trial number (the order the fit sees them in);
+    none with fewer than ``plan.min_fit_labels`` labels. ``objective``: the learned objective of a
     multi-objective study (:func:`~optuna_nars.samplers._context.labelled_rows`)."""
     numbers, x, y = labelled_rows(study, rows, objective)
-    if len(numbers) < minimum:
+    if len(numbers) < plan.min_fit_labels:
         return [], x[:0], y[:0]
     finished = {t.number: t.datetime_complete for t in rows.trials}
 
@@ -81,7 +81,7 @@ def fit_set(
         when = finished.get(numbers[i])
         return when is None, when or datetime.min, numbers[i]
 
-    k = refit_size(len(numbers), batch_size)
+    k = plan.refit_size(len(numbers))
     chosen = sorted(sorted(range(len(numbers)), key=completion)[:k])
     return [numbers[i] for i in chosen], x[chosen], y[chosen]
 
