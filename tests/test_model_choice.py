@@ -16,6 +16,7 @@ from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.samplers import NARSSampler
 from optuna_nars.samplers.nars._model import (
     CHOICE_LABELS,
+    CHOICE_UNTIL,
     choose_model,
     fit_predictor,
     normal_scores,
@@ -89,6 +90,14 @@ def test_fit_predictor_reports_the_chosen_models_cross_validated_tau() -> None:
     early = fit_predictor(pretrained, param_space, pool, x[:CHOICE_LABELS - 1],
                           y[:CHOICE_LABELS - 1], seed=5, gp_labels=50, model_choice=True)
     assert late.model == early.model == "ensemble"
+    # The choice ends at CHOICE_UNTIL labels however large gp_labels is.
+    assert fit_predictor(pretrained, param_space, pool, x, y, seed=5, gp_labels=200,
+                         model_choice=True).model == "gp"
+    many = param_space.sample_values(CHOICE_UNTIL, seed=2)
+    y_many = -(np.log10(space.column(many, "recipe.lr")) + 2.0) ** 2
+    beyond = fit_predictor(pretrained, param_space, pool, many, y_many, seed=5, gp_labels=200,
+                           model_choice=True)
+    assert beyond.model == "ensemble" and beyond.tau_method == "cross-validated"
 
 
 def test_sampler_compares_both_models_below_gp_labels_only(gp_fits: list[int]) -> None:

@@ -324,6 +324,23 @@ def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(gp_fits: list
         NARSSampler(gp_labels=-1)
 
 
+def test_without_pretraining_the_default_fits_a_gaussian_process_past_50_labels(
+    gp_fits: list[int],
+) -> None:
+    from optuna.distributions import FloatDistribution
+
+    space = {"x": FloatDistribution(-2, 2), "y": FloatDistribution(-2, 2)}
+
+    def objective(trial: optuna.Trial) -> float:
+        return -(trial.suggest_float("x", -2, 2) - 0.5) ** 2 - trial.suggest_float("y", -2, 2) ** 2
+
+    sampler = fast_sampler(search_space=space, batch_size=20, n_rounds=3)
+    optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, n_trials=62)
+    refits = [t.n_labels for t in sampler.timings if t.step == "refit"]
+    # Every fit, 60 labels included, is a Gaussian process (HPOBench: benchmarks/RESULTS.md).
+    assert 60 in refits and set(refits) <= set(gp_fits)
+
+
 def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
     from optuna_nars.samplers.nars._neighbours import N_PARENTS, neighbours
 

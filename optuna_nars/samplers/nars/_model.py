@@ -29,6 +29,7 @@ from optuna_nars.space import ParamSpace
 
 __all__ = [
     "CHOICE_LABELS",
+    "CHOICE_UNTIL",
     "CV_LABELS",
     "MIN_PREQUENTIAL_PAIRS",
     "MODELS",
@@ -54,8 +55,10 @@ MIN_PREQUENTIAL_PAIRS = 10
 PREQUENTIAL_WINDOW = 50
 CV_LABELS = 200  # the cross-validated tau's labels: the latest this many
 # model_choice compares the models from this many labels: on fewer, five folds of two or three
-# labels each choose at random.
+# labels each choose at random; and below CHOICE_UNTIL labels, past which the pretrained
+# ensemble is the model (and five fits of each would cost more every refit).
 CHOICE_LABELS = 20
+CHOICE_UNTIL = 50
 
 
 @dataclass
@@ -196,7 +199,7 @@ def fit_predictor(
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
     oof = None
-    if (model_choice and CHOICE_LABELS <= len(y) < min(gp_labels, CV_LABELS + 1)
+    if (model_choice and CHOICE_LABELS <= len(y) < min(gp_labels, CHOICE_UNTIL)
             and pretrained.is_pretrained):
         predictor, oof = choose_model([predictor, GPPredictor(seed=seed)], arch_x, recipe_x, z,
                                       seed)

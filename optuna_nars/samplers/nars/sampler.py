@@ -102,13 +102,13 @@ class NARSSampler(BaseNASSampler):
         gp_labels: Without a pretrained encoder (no free metrics, or a recipe-only space), fits
             on fewer labels than this use a Gaussian process on the encodings
             (:class:`~optuna_nars.predictor.gp.GPPredictor`) instead of the MLP ensemble: on
-            tens of labels and nothing learned beforehand, a GP's prior ranks better (HPOBench
-            tables: ``benchmarks/RESULTS.md``). ``0``: always the ensemble.
-        model_choice: With a pretrained encoder, fits on 20 to ``gp_labels`` labels choose
-            between the MLP ensemble and a GP on the encodings by the Kendall tau of their
-            5-fold out-of-fold predictions (the same folds; the ensemble on ties): five fits of
-            each per such refit. The study attribute ``nars:predictor`` says which one the
-            latest fit used (``model``). ``False``: the ensemble.
+            up to a few hundred labels and nothing learned beforehand, a GP's prior ranks better
+            (HPOBench tables: ``benchmarks/RESULTS.md``). ``0``: always the ensemble.
+        model_choice: With a pretrained encoder, fits on 20 to 49 labels (and fewer than
+            ``gp_labels``) choose between the MLP ensemble and a GP on the encodings by the
+            Kendall tau of their 5-fold out-of-fold predictions (the same folds; the ensemble on
+            ties): five fits of each per such refit. The study attribute ``nars:predictor`` says
+            which one the latest fit used (``model``). ``False``: the ensemble.
         neighbours: Candidates drawn at each refit around the 5 best measured pairs (one to
             three parameters moved), which the trust region's proposals of stage 2 rank with
             the pool's best: the pool holds nothing that close to a measured pair. ``0``: the
@@ -151,7 +151,7 @@ class NARSSampler(BaseNASSampler):
         trust_region: float = 1.0,
         acquisition: str = "ucb",
         predictor: NARSPredictor | None = None,
-        gp_labels: int = 50,
+        gp_labels: int = 200,
         model_choice: bool = True,
         neighbours: int = 500,
         objective_metrics: Sequence[str | None] | None = None,
