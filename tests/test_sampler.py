@@ -269,27 +269,6 @@ def test_trust_region_keeps_every_other_proposal_near_measured_pairs() -> None:
         NARSSampler(trust_region=-1)
 
 
-def test_dense_refits_refit_every_two_labels_below_their_bound() -> None:
-    from optuna.distributions import FloatDistribution
-
-    space = {"x": FloatDistribution(-2, 2), "y": FloatDistribution(-2, 2)}
-
-    def objective(trial: optuna.Trial) -> float:
-        return -(trial.suggest_float("x", -2, 2) - 0.5) ** 2 - trial.suggest_float("y", -2, 2) ** 2
-
-    refits = {}
-    for dense in (0, 12):
-        sampler = fast_sampler(search_space=space, batch_size=6, n_rounds=3,
-                               dense_refits_below=dense)
-        optuna.create_study(direction="maximize", sampler=sampler).optimize(objective, n_trials=20)
-        refits[dense] = [t.n_labels for t in sampler.timings if t.step == "refit"]
-    # Below 6 labels (a round) every label is a fit set; then every round, or every 2 labels.
-    assert refits[0] == [4, 5, 6, 12, 18]
-    assert refits[12] == [4, 5, 6, 8, 10, 12, 18]
-    with pytest.raises(ValueError, match="dense_refits_below must be an integer >= 0"):
-        NARSSampler(dense_refits_below=-1)
-
-
 def test_gp_labels_fit_a_gaussian_process_only_without_pretraining(gp_fits: list[int]) -> None:
     from optuna.distributions import FloatDistribution, IntDistribution
 

@@ -199,7 +199,7 @@ def test_a_fit_is_named_by_its_rows_labels_and_recorded_predictions() -> None:
 
 
 def test_refit_schedule_every_round_then_ever_sparser() -> None:
-    from optuna_nars.samplers.nars._schedule import refit_size
+    from optuna_nars.samplers.nars._schedule import StagePlan, refit_size
 
     sizes = sorted({refit_size(n, 10) for n in range(10, 5001)})
     steps = np.diff(sizes)
@@ -215,18 +215,8 @@ def test_refit_schedule_every_round_then_ever_sparser() -> None:
     # Labels short of the next refit still use the last one.
     assert refit_size(sizes[-1] + steps[-1] - 1, 10) == sizes[-1]
     assert refit_size(7, 10) == 7
-
-
-def test_dense_refits_every_two_labels_below_their_bound() -> None:
-    from optuna_nars.samplers.nars._schedule import StagePlan, refit_size
-
-    plan = StagePlan(n_startup_trials=10, n_rounds=4, batch_size=10, dense_refits_below=20)
-    sizes = sorted({plan.refit_size(n) for n in range(10, 201)})
-    # Every 2 labels up to the bound, then the rounds' schedule as without it.
-    assert sizes[:7] == [10, 12, 14, 16, 18, 20, 30]
-    assert [s for s in sizes if s >= 20] == sorted({refit_size(n, 10) for n in range(20, 201)})
-    assert plan.refit_size(13) == 12 and plan.refit_size(19) == 18
-    assert plan.min_fit_labels == 10
-    # Off by default, and never denser than the rounds themselves.
-    assert StagePlan(10, 4, 10).refit_size(19) == 10
-    assert refit_size(5, 1, dense_below=20) == 5
+    # The sampler reads the schedule through its StagePlan; no fit before a round's labels.
+    plan = StagePlan(n_startup_trials=6, n_rounds=4, batch_size=10)
+    assert [plan.refit_size(n) for n in (9, 10, 19, 20, 250)] == [
+        refit_size(n, 10) for n in (9, 10, 19, 20, 250)]
+    assert plan.min_fit_labels == 6 and StagePlan(10, 4, 10).min_fit_labels == 10

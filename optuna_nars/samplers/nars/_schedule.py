@@ -20,7 +20,6 @@ class StagePlan:
     n_startup_trials: int
     n_rounds: int
     batch_size: int
-    dense_refits_below: int = 0
 
     @property
     def min_fit_labels(self) -> int:
@@ -30,7 +29,7 @@ class StagePlan:
     def refit_size(self, n_labels: int) -> int:
         """How many labels the predictor is fitted on when ``n_labels`` are available
         (:func:`refit_size`)."""
-        return refit_size(n_labels, self.batch_size, self.dense_refits_below)
+        return refit_size(n_labels, self.batch_size)
 
     @property
     def n_predictor_trials(self) -> int:
@@ -46,22 +45,20 @@ class StagePlan:
         return Stage.EVOLUTION
 
 
-def refit_size(n_labels: int, batch_size: int, dense_below: int = 0) -> int:
+def refit_size(n_labels: int, batch_size: int) -> int:
     """How many labels the predictor is fitted on when ``n_labels`` are available.
 
     Refits come every ``batch_size`` labels (a FBNetV3 round), at most every 10% more labels
     from 100 labels on, and past 200 labels ever more sparsely: every ``k / 2000`` times ``k``
     more (20% at 400 labels), up to every 25% from 500 on. A fit costs ``O(n)``, while a few
-    more labels barely move a predictor fitted on hundreds. Below ``dense_below`` labels, every
-    2 labels instead: there each label moves the fit most.
+    more labels barely move a predictor fitted on hundreds. (Refits every 2 labels up to 20 or
+    30 labels were screened and not kept: ``benchmarks/RESULTS.md``, sessions 10 and 11.)
     """
     if n_labels < batch_size:
         return n_labels
     k = batch_size
     while True:
         step = max(batch_size, k // 10, min(k * k // 2000, k // 4))
-        if k < dense_below:
-            step = min(step, 2)
         if k + step > n_labels:
             return k
         k += step

@@ -84,8 +84,6 @@ class NARSSampler(BaseNASSampler):
             new labels (stages 2 and 3), and more sparsely once there are over 100 labels: every
             10% more labels, rising to every 25% past 500 (a refit costs ``O(labels)``).
         n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
-        dense_refits_below: Below this many labels the predictor is refit every 2 new labels
-            rather than every ``batch_size``: there each label moves the fit most. ``0``: off.
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
         exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
@@ -144,7 +142,6 @@ class NARSSampler(BaseNASSampler):
         n_startup_trials: int = 10,
         batch_size: int = 10,
         n_rounds: int = 4,
-        dense_refits_below: int = 0,
         pool_size: int = 20_000,
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
@@ -173,7 +170,6 @@ class NARSSampler(BaseNASSampler):
         self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1)
         self._batch_size = check_int("batch_size", batch_size, minimum=1)
         self._n_rounds = check_int("n_rounds", n_rounds, minimum=0)
-        self._dense_refits_below = check_int("dense_refits_below", dense_refits_below, minimum=0)
         self._pool_size = check_int("pool_size", pool_size, minimum=1)
         self._n_pretrain = check_int("n_pretrain", n_pretrain, minimum=0)
         self._exploration = check_real("exploration", exploration, low=0)
@@ -195,8 +191,7 @@ class NARSSampler(BaseNASSampler):
     @property
     def plan(self) -> StagePlan:
         """Trials per stage: what the dashboard and the benchmarks show of the schedule."""
-        return StagePlan(self._n_startup_trials, self._n_rounds, self._batch_size,
-                         self._dense_refits_below)
+        return StagePlan(self._n_startup_trials, self._n_rounds, self._batch_size)
 
     @property
     def timings(self) -> tuple[Timing, ...]:
