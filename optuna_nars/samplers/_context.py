@@ -13,7 +13,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -53,6 +53,7 @@ __all__ = [
 _logger = optuna.logging.get_logger("optuna." + __name__)
 
 RowKey = tuple[float, ...]
+_Context = TypeVar("_Context", bound="SpaceContext")
 
 
 @dataclass
@@ -74,7 +75,7 @@ class SpaceContext:
 
     @classmethod
     def build(
-        cls,
+        cls: type[_Context],
         search_space: Mapping[str, BaseDistribution],
         space: SearchSpace | None,
         constraints: Constraints | None,
@@ -82,7 +83,7 @@ class SpaceContext:
         architecture_params: frozenset[str] | None,
         proxy_metrics: ProxyMetrics | None,
         latency_table: LatencyTable | None,
-    ) -> Self:
+    ) -> _Context:
         """The context of ``search_space`` (``space``: the sampler's SearchSpace, if any) under
         ``constraints``, without a subclass's own state. The cost model measures only its own
         space's rows; another space is measured by ``proxy_metrics``, if given."""
