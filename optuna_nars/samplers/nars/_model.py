@@ -54,9 +54,9 @@ MODELS = ("ensemble", "gp")  # Fit.model: which of the two it is
 MIN_PREQUENTIAL_PAIRS = 10
 PREQUENTIAL_WINDOW = 50
 CV_LABELS = 200  # the cross-validated tau's labels: the latest this many
-# model_choice compares the models from this many labels: on fewer, five folds of two or three
-# labels each choose at random; and below CHOICE_UNTIL labels, past which the pretrained
-# ensemble is the model (and five fits of each would cost more every refit).
+# model_choice compares the models on CHOICE_LABELS to CHOICE_UNTIL - 1 labels: on fewer, five
+# folds of two or three labels each choose at random; from CHOICE_UNTIL on, the pretrained
+# ensemble is the model (five fits of each per refit would cost ever more).
 CHOICE_LABELS = 20
 CHOICE_UNTIL = 50
 
