@@ -375,32 +375,3 @@ def test_batches_per_epoch_cap_bounds_the_steps(
                      _task(held_out, np.random.default_rng(7))).statistic
     assert tau > 0.5
 
-
-def test_gp_predictor_ranks_held_out_rows_and_clones() -> None:
-    from optuna_nars.predictor.gp import GPPredictor
-
-    values = SPACE.sample_values(80, seed=0)
-    ax, rx = encode_split(PS, values)
-    gp = GPPredictor(seed=3).fit(ax, rx, _task(values, np.random.default_rng(1)))
-    held_out = SPACE.sample_values(300, seed=2)
-    mean, std = gp.predict(*encode_split(PS, held_out))
-    assert mean.shape == std.shape == (300,) and np.all(std > 0)
-    tau = kendalltau(mean, _task(held_out, np.random.default_rng(2))).statistic
-    assert tau > 0.5
-    # Far from the data the process is less sure than at the data.
-    assert gp.predict(ax, rx)[1].mean() < std.mean()
-    twin = gp.clone()
-    assert not twin.is_fitted and twin.get_params() == {"n_restarts": 2, "seed": 3}
-    np.testing.assert_allclose(twin.fit(ax, rx, _task(values, np.random.default_rng(1)))
-                               .predict(ax, rx)[0], gp.predict(ax, rx)[0])
-    assert np.isfinite(gp.kendall_tau_cv(ax, rx, _task(values, np.random.default_rng(1)), k=4))
-    with pytest.raises(RuntimeError, match="call fit"):
-        GPPredictor().predict(ax, rx)
-    with pytest.raises(ValueError, match="NaN"):
-        GPPredictor().fit(ax, rx, np.full(80, np.nan))
-    with pytest.raises(ValueError, match="encoded columns"):
-        gp.predict(ax[:, :-1], rx)
-    with pytest.raises(ValueError, match="n_restarts must be an integer >= 0"):
-        GPPredictor(n_restarts=-1)
-    with pytest.raises(ValueError, match="seed must be an integer"):
-        GPPredictor(seed="0")

@@ -9,19 +9,34 @@ hyperparameters fitted by marginal likelihood. The encodings are already on ``[0
 
 from __future__ import annotations
 
+import functools
 import warnings
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from threadpoolctl import ThreadpoolController
 
 from optuna_nars._validation import check_int
 from optuna_nars.predictor._plumbing import as_2d
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
 __all__ = ["GPPredictor"]
+
+
+@functools.cache
+def _blas() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> AbstractContextManager[Any]:
+    """BLAS on one thread for the block: on matrices of a few hundred rows more threads gain
+    nothing, and when the other cores are busy (another worker, a training run) they wait on
+    each other: a 200-label fit then took three times as long."""
+    return _blas().limit(limits=1, user_api="blas")
 
 
 class GPPredictor:
@@ -69,7 +84,7 @@ class GPPredictor:
         model = GaussianProcessRegressor(kernel, normalize_y=True,
                                          n_restarts_optimizer=self.n_restarts,
                                          random_state=self.seed)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _one_blas_thread():
             # A length scale at its bound means the column does not matter: a fit, not an error.
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(x, y)
@@ -86,7 +101,8 @@ class GPPredictor:
         if x.shape[1] != self.model_.n_features_in_:
             raise ValueError(f"Expected {self.model_.n_features_in_} encoded columns, got "
                              f"{x.shape[1]}; encode with the fitted space.")
-        mean, std = self.model_.predict(x, return_std=True)
+        with _one_blas_thread():
+            mean, std = self.model_.predict(x, return_std=True)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
     @staticmethod

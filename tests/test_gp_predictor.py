@@ -1,0 +1,71 @@
+"""GPPredictor: the Gaussian process NARS fits where nothing is pretrained."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.stats import kendalltau
+from sklearn.gaussian_process import GaussianProcessRegressor
+from threadpoolctl import ThreadpoolController
+
+from optuna_nars.predictor import encode_split
+from optuna_nars.predictor.gp import GPPredictor
+from tests.test_predictor import PS, SPACE, _task
+
+
+def test_gp_predictor_ranks_held_out_rows_and_clones() -> None:
+    values = SPACE.sample_values(80, seed=0)
+    ax, rx = encode_split(PS, values)
+    gp = GPPredictor(seed=3).fit(ax, rx, _task(values, np.random.default_rng(1)))
+    held_out = SPACE.sample_values(300, seed=2)
+    mean, std = gp.predict(*encode_split(PS, held_out))
+    assert mean.shape == std.shape == (300,) and np.all(std > 0)
+    tau = kendalltau(mean, _task(held_out, np.random.default_rng(2))).statistic
+    assert tau > 0.5
+    # Far from the data the process is less sure than at the data.
+    assert gp.predict(ax, rx)[1].mean() < std.mean()
+    twin = gp.clone()
+    assert not twin.is_fitted and twin.get_params() == {"n_restarts": 2, "seed": 3}
+    np.testing.assert_allclose(twin.fit(ax, rx, _task(values, np.random.default_rng(1)))
+                               .predict(ax, rx)[0], gp.predict(ax, rx)[0])
+    assert np.isfinite(gp.kendall_tau_cv(ax, rx, _task(values, np.random.default_rng(1)), k=4))
+    with pytest.raises(RuntimeError, match="call fit"):
+        GPPredictor().predict(ax, rx)
+    with pytest.raises(ValueError, match="NaN"):
+        GPPredictor().fit(ax, rx, np.full(80, np.nan))
+    with pytest.raises(ValueError, match="encoded columns"):
+        gp.predict(ax[:, :-1], rx)
+    with pytest.raises(ValueError, match="n_restarts must be an integer >= 0"):
+        GPPredictor(n_restarts=-1)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        GPPredictor(seed="0")
+
+
+def test_gp_predictor_runs_blas_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fits and predictions run BLAS on one thread (a busy second core slowed multithreaded
+    fits threefold), and the process's own setting is back afterwards."""
+    controller = ThreadpoolController()
+    blas = controller.select(user_api="blas")
+    if not blas.lib_controllers:
+        pytest.skip("no BLAS library that threadpoolctl can see")  # pragma: no cover
+    seen: list[tuple[str, int]] = []
+
+    def spy(name: str):  # noqa: ANN202
+        original = getattr(GaussianProcessRegressor, name)
+
+        def wrapped(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            seen.extend((name, lib.num_threads)
+                        for lib in ThreadpoolController().select(user_api="blas").lib_controllers)
+            return original(self, *args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(GaussianProcessRegressor, "fit", spy("fit"))
+    monkeypatch.setattr(GaussianProcessRegressor, "predict", spy("predict"))
+    values = SPACE.sample_values(30, seed=0)
+    ax, rx = encode_split(PS, values)
+    with controller.limit(limits=2, user_api="blas"):
+        GPPredictor().fit(ax, rx, _task(values, np.random.default_rng(1))).predict(ax, rx)
+        after = {lib.num_threads for lib in controller.select(user_api="blas").lib_controllers}
+    assert {name for name, _ in seen} == {"fit", "predict"}
+    assert {threads for _, threads in seen} == {1}
+    assert after == {2}
