@@ -4,7 +4,9 @@
 (``fit(arch_x, recipe_x, y)``, ``predict`` -> mean and standard deviation, ``clone``,
 ``kendall_tau_cv``) on scikit-learn's :class:`~sklearn.gaussian_process.GaussianProcessRegressor`:
 a Matern-5/2 kernel with one length scale per encoded column (ARD) plus a white-noise term, its
-hyperparameters fitted by marginal likelihood. The encodings are already on ``[0, 1]`` scales.
+hyperparameters fitted by marginal likelihood (:mod:`._gp_likelihood`: the kernel, and the
+likelihood evaluated without scikit-learn's per-column gradient tensor). The encodings are
+already on ``[0, 1]`` scales.
 """
 
 from __future__ import annotations
@@ -17,10 +19,10 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 from threadpoolctl import ThreadpoolController
 
 from optuna_nars._validation import check_int
+from optuna_nars.predictor._gp_likelihood import kernel, lbfgs_optimizer
 from optuna_nars.predictor._plumbing import as_2d
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
@@ -78,10 +80,8 @@ class GPPredictor:
         if not np.all(np.isfinite(y)):
             raise ValueError("y contains NaN or infinite values; drop those samples.")
         x = self._inputs(arch_x, recipe_x, len(y))
-        kernel = (ConstantKernel(1.0, (1e-2, 1e2))
-                  * Matern(np.ones(x.shape[1]), (1e-2, 1e2), nu=2.5)
-                  + WhiteKernel(1e-2, (1e-6, 1.0)))
-        model = GaussianProcessRegressor(kernel, normalize_y=True,
+        model = GaussianProcessRegressor(kernel(x.shape[1]), normalize_y=True,
+                                         optimizer=lbfgs_optimizer(x, y),
                                          n_restarts_optimizer=self.n_restarts,
                                          random_state=self.seed)
         with warnings.catch_warnings(), _one_blas_thread():
