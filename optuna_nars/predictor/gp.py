@@ -4,7 +4,7 @@
 (``fit(arch_x, recipe_x, y)``, ``predict`` -> mean and standard deviation, ``clone``,
 ``kendall_tau_cv``) on scikit-learn's :class:`~sklearn.gaussian_process.GaussianProcessRegressor`:
 a Matern-5/2 kernel with one length scale per encoded column (ARD) plus a white-noise term, its
-hyperparameters fitted by marginal likelihood (:mod:`._gp_likelihood`: the kernel, and the
+hyperparameters fitted by marginal likelihood (:mod:`.gp_likelihood`: the kernel, and the
 likelihood evaluated without scikit-learn's per-column gradient tensor). The encodings are
 already on ``[0, 1]`` scales.
 """
@@ -22,8 +22,8 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from threadpoolctl import ThreadpoolController
 
 from optuna_nars._validation import check_int
-from optuna_nars.predictor._gp_likelihood import kernel, lbfgs_optimizer
 from optuna_nars.predictor._plumbing import as_2d
+from optuna_nars.predictor.gp_likelihood import kernel, lbfgs_optimizer
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
 __all__ = ["GPPredictor"]

@@ -4,9 +4,9 @@
 per encoded column (ARD), plus white noise. :func:`lbfgs_optimizer` fits its hyperparameters as
 scikit-learn's default optimiser does (L-BFGS-B from the same starting points, within the same
 bounds), on :func:`neg_log_marginal_likelihood` instead of scikit-learn's own evaluation, which
-builds an ``n x n x columns`` gradient tensor: at 200 labels and 37 columns that took ten times as
-long as the whole likelihood here. The value and gradient are the same to rounding
-(``tests/test_gp_predictor.py`` holds them against scikit-learn's).
+builds an ``n x n x columns`` gradient tensor: at 200 labels and 37 columns that took eleven times
+as long as the whole likelihood here (``benchmarks/gp_fit_cost.py``). The value and gradient are
+the same to rounding (``tests/test_gp_predictor.py`` holds them against scikit-learn's).
 """
 
 from __future__ import annotations
