@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 from scipy.stats import kendalltau
@@ -24,6 +26,8 @@ def test_gp_predictor_ranks_held_out_rows_and_clones() -> None:
     assert tau > 0.5
     # Far from the data the process is less sure than at the data.
     assert gp.predict(ax, rx)[1].mean() < std.mean()
+    again = pickle.loads(pickle.dumps(gp))
+    np.testing.assert_array_equal(again.predict(ax, rx)[0], gp.predict(ax, rx)[0])
     twin = gp.clone()
     assert not twin.is_fitted and twin.get_params() == {"n_restarts": 2, "seed": 3}
     np.testing.assert_allclose(twin.fit(ax, rx, _task(values, np.random.default_rng(1)))

@@ -23,7 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from optuna_nars._validation import check_int
 from optuna_nars.predictor._plumbing import as_2d
-from optuna_nars.predictor.gp_likelihood import kernel, lbfgs_optimizer
+from optuna_nars.predictor.gp_likelihood import LikelihoodOptimizer, kernel
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
 __all__ = ["GPPredictor"]
@@ -81,7 +81,7 @@ class GPPredictor:
             raise ValueError("y contains NaN or infinite values; drop those samples.")
         x = self._inputs(arch_x, recipe_x, len(y))
         model = GaussianProcessRegressor(kernel(x.shape[1]), normalize_y=True,
-                                         optimizer=lbfgs_optimizer(x, y),
+                                         optimizer=LikelihoodOptimizer(x, y),
                                          n_restarts_optimizer=self.n_restarts,
                                          random_state=self.seed)
         with warnings.catch_warnings(), _one_blas_thread():

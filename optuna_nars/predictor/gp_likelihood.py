@@ -1,7 +1,7 @@
 """The Gaussian process's kernel and the marginal likelihood its hyperparameters are fitted by.
 
 :func:`kernel` is the process's prior: a constant times a Matern-5/2 kernel with one length scale
-per encoded column (ARD), plus white noise. :func:`lbfgs_optimizer` fits its hyperparameters as
+per encoded column (ARD), plus white noise. :class:`LikelihoodOptimizer` fits its hyperparameters as
 scikit-learn's default optimiser does (L-BFGS-B from the same starting points, within the same
 bounds), on :func:`neg_log_marginal_likelihood` instead of scikit-learn's own evaluation, which
 builds an ``n x n x columns`` gradient tensor: at 200 labels and 37 columns that took eleven times
@@ -12,7 +12,6 @@ the same to rounding (``tests/test_gp_predictor.py`` holds them against scikit-l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import scipy.optimize
@@ -20,9 +19,8 @@ from scipy.linalg import LinAlgError, cho_solve, cholesky
 from scipy.spatial.distance import squareform
 from sklearn.gaussian_process.kernels import ConstantKernel, Kernel, Matern, WhiteKernel
 
-__all__ = ["kernel", "lbfgs_optimizer", "neg_log_marginal_likelihood", "squared_differences"]
+__all__ = ["LikelihoodOptimizer", "kernel", "neg_log_marginal_likelihood", "squared_differences"]
 
-Optimizer = Callable[..., tuple[np.ndarray, float]]
 JITTER = 1e-10  # GaussianProcessRegressor's default alpha, added to the diagonal
 _SQRT5 = math.sqrt(5.0)
 
@@ -78,20 +76,27 @@ def neg_log_marginal_likelihood(
     return -lml, -grad
 
 
-def lbfgs_optimizer(x: np.ndarray, y: np.ndarray) -> Optimizer:
+class LikelihoodOptimizer:
     """A ``GaussianProcessRegressor(optimizer=...)`` for :func:`kernel` on rows ``x`` and
     targets ``y``, standardised as ``normalize_y=True`` does: it minimises
     :func:`neg_log_marginal_likelihood` instead of the ``obj_func`` it is handed (the same
-    function, evaluated the slow way)."""
-    std = float(np.std(y))
-    y = (y - np.mean(y)) / (std if std >= 10 * np.finfo(float).eps else 1.0)
-    sq_diffs = squared_differences(x)
+    function, evaluated the slow way). A class, not a closure, so that a fitted model pickles;
+    the pairs' squared differences are recomputed rather than pickled."""
 
-    def optimizer(obj_func: object, initial_theta: np.ndarray,
-                  bounds: np.ndarray) -> tuple[np.ndarray, float]:
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        std = float(np.std(y))
+        self.x = x
+        self.y = (y - np.mean(y)) / (std if std >= 10 * np.finfo(float).eps else 1.0)
+        self._sq_diffs: np.ndarray | None = None
+
+    def __getstate__(self) -> dict[str, object]:
+        return {**self.__dict__, "_sq_diffs": None}
+
+    def __call__(self, obj_func: object, initial_theta: np.ndarray,
+                 bounds: np.ndarray) -> tuple[np.ndarray, float]:
+        if self._sq_diffs is None:
+            self._sq_diffs = squared_differences(self.x)
         result = scipy.optimize.minimize(neg_log_marginal_likelihood, initial_theta,
-                                         args=(x, y, sq_diffs), method="L-BFGS-B", jac=True,
-                                         bounds=bounds)
+                                         args=(self.x, self.y, self._sq_diffs),
+                                         method="L-BFGS-B", jac=True, bounds=bounds)
         return result.x, float(result.fun)
-
-    return optimizer
