@@ -113,3 +113,13 @@ def test_fit_finds_scikit_learns_optimum() -> None:
     np.testing.assert_allclose(ours.log_marginal_likelihood_value_,
                                theirs.log_marginal_likelihood_value_, rtol=1e-6)
     np.testing.assert_allclose(ours.kernel_.theta, theirs.kernel_.theta, atol=1e-3)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_fits_a_handful_of_labels(n: int) -> None:
+    """One label has no pairs of rows: the likelihood still fits and predicts."""
+    values = SPACE.sample_values(n, seed=n)
+    ax, rx = encode_split(PS, values)
+    gp = GPPredictor(seed=n).fit(ax, rx, _task(values, np.random.default_rng(n)))
+    mean, std = gp.predict(*encode_split(PS, SPACE.sample_values(4, seed=9)))
+    assert mean.shape == (4,) and np.all(np.isfinite(mean)) and np.all(std > 0)
