@@ -125,14 +125,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     warnings.simplefilter("ignore")  # length scales at their bounds: a fit, not an error
     sizes = (50, 100) if args.quick else (50, 100, 200)
     stop = multiprocessing.Event()
-    spinner = multiprocessing.Process(target=spin, args=(stop,), daemon=True)
-    if args.busy:
+    spinner = multiprocessing.Process(target=spin, args=(stop,), daemon=True) if args.busy else None
+    if spinner is not None:
         spinner.start()
     start = time.perf_counter()
     try:
         results = {str(n): measure(n, args.seed, args.repeats) for n in sizes}
     finally:
         stop.set()
+        if spinner is not None:
+            spinner.join()
     blas = [(lib.internal_api, lib.num_threads)
             for lib in ThreadpoolController().select(user_api="blas").lib_controllers]
     print(markdown_table(
