@@ -11,7 +11,7 @@ import pytest
 from optuna_nars import SearchSpace
 from optuna_nars.cost import space_costs
 from optuna_nars.predictor import NARSPredictor, encode_split
-from optuna_nars.predictor.gp import GPPredictor
+from optuna_nars.predictor.gp import GPPredictor, ProxyQuantiles
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.samplers import NARSSampler
 from optuna_nars.samplers.nars._model import (
@@ -74,7 +74,8 @@ def test_fit_predictor_reports_the_chosen_models_cross_validated_tau() -> None:
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
     taus = {}
-    for model in (pretrained.clone(seed=5), GPPredictor(seed=5)):
+    for model in (pretrained.clone(seed=5),
+                  GPPredictor(seed=5, extra_columns=ProxyQuantiles(pretrained))):
         oof = out_of_fold(model, arch_x, recipe_x, z, k=5, seed=5)
         assert oof is not None
         taus[type(model)] = ranking_tau(oof[0], z)
