@@ -74,17 +74,18 @@ def test_fit_predictor_reports_the_chosen_models_cross_validated_tau() -> None:
     arch_x, recipe_x = encode_split(param_space, x)
     z = normal_scores(y)
     taus = {}
-    for model in (pretrained.clone(seed=5),
+    for model in (pretrained.clone(seed=5), GPPredictor(seed=5),
                   GPPredictor(seed=5, extra_columns=ProxyQuantiles(pretrained))):
         oof = out_of_fold(model, arch_x, recipe_x, z, k=5, seed=5)
         assert oof is not None
-        taus[type(model)] = ranking_tau(oof[0], z)
-    best = max(taus, key=lambda k: (taus[k], k is NARSPredictor))
+        taus[model] = ranking_tau(oof[0], z)
+    winner = max(taus, key=lambda k: (taus[k], isinstance(k, NARSPredictor)))
+    best = type(winner)
     assert best is GPPredictor  # here the GP ranks the learning rate, the ensemble does not
     assert isinstance(chosen.predictor, best) and chosen.model == "gp" and plain.model == "ensemble"
     # The reused out-of-fold predictions are the reported tau: no second cross-validation.
     assert chosen.tau_method == "cross-validated"
-    assert chosen.kendall_tau == pytest.approx(taus[best])
+    assert chosen.kendall_tau == pytest.approx(taus[winner])
     # From gp_labels labels on, and below CHOICE_LABELS, the ensemble whatever the evidence.
     late = fit_predictor(pretrained, param_space, pool, x, y, seed=5, gp_labels=20,
                          model_choice=True)

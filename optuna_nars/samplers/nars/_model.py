@@ -201,9 +201,10 @@ def fit_predictor(
     oof = None
     if (model_choice and CHOICE_LABELS <= len(y) < min(gp_labels, CHOICE_UNTIL)
             and pretrained.is_pretrained):
-        gp = GPPredictor(seed=seed, extra_columns=(
-            ProxyQuantiles(pretrained) if pretrained.pretrained_.n_proxy else None))
-        predictor, oof = choose_model([predictor, gp], arch_x, recipe_x, z, seed)
+        candidates = [predictor, GPPredictor(seed=seed)]
+        if pretrained.pretrained_.n_proxy:
+            candidates.append(GPPredictor(seed=seed, extra_columns=ProxyQuantiles(pretrained)))
+        predictor, oof = choose_model(candidates, arch_x, recipe_x, z, seed)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
     tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted, oof)
