@@ -29,8 +29,7 @@ def test_gp_predictor_ranks_held_out_rows_and_clones() -> None:
     again = pickle.loads(pickle.dumps(gp))
     np.testing.assert_array_equal(again.predict(ax, rx)[0], gp.predict(ax, rx)[0])
     twin = gp.clone()
-    assert not twin.is_fitted and twin.get_params() == {"n_restarts": 2, "seed": 3,
-                                                   "extra_columns": None}
+    assert not twin.is_fitted and twin.get_params() == {"n_restarts": 2, "seed": 3}
     np.testing.assert_allclose(twin.fit(ax, rx, _task(values, np.random.default_rng(1)))
                                .predict(ax, rx)[0], gp.predict(ax, rx)[0])
     assert np.isfinite(gp.kendall_tau_cv(ax, rx, _task(values, np.random.default_rng(1)), k=4))

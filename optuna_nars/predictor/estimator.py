@@ -133,8 +133,6 @@ class NARSPredictor:
         self.model_: AccuracyPredictor | None = None
         self.y_mean_: float = 0.0
         self.y_std_: float = 1.0
-        # The pretrained encoder as a one-member network, built once for predict_proxies.
-        self._proxy_model: tuple[PretrainedEncoder, AccuracyPredictor] | None = None
 
     # ---- configuration ------------------------------------------------------------------
 
@@ -227,26 +225,12 @@ class NARSPredictor:
         pre = self.pretrained_
         if pre is None:
             raise RuntimeError("The predictor is not pretrained; call pretrain() first.")
-        pred = self.predict_proxies(arch_x)
-        proxy_y = as_2d("proxy_y", proxy_y, len(pred))
-        return float(np.mean((pred - (proxy_y - pre.proxy_mean) / pre.proxy_std) ** 2))
-
-    def predict_proxies(self, arch_x: np.ndarray) -> np.ndarray:
-        """The pretrained proxy head's standardised predictions of the free labels,
-        ``(n, n_proxy)``: what pretraining learned, as columns another model can use."""
-        pre = self.pretrained_
-        if pre is None:
-            raise RuntimeError("The predictor is not pretrained; call pretrain() first.")
         arch_x = as_2d("arch_x", arch_x)
-        if arch_x.shape[1] != pre.arch_dim:
-            raise ValueError(
-                f"arch_x has {arch_x.shape[1]} columns but the encoder was pretrained on "
-                f"{pre.arch_dim}; encode with the same space."
-            )
-        if self._proxy_model is None or self._proxy_model[0] is not pre:
-            self._proxy_model = (pre, self._new_model(pre.arch_dim, 0, n_members=1))
+        proxy_y = as_2d("proxy_y", proxy_y, len(arch_x))
+        model = self._new_model(pre.arch_dim, 0, n_members=1)
         with torch_threads(self.n_threads), torch.inference_mode():
-            return self._proxy_model[1].proxy(to_tensor(arch_x))[0].double().numpy()
+            pred = model.proxy(to_tensor(arch_x))[0].double().numpy()
+        return float(np.mean((pred - (proxy_y - pre.proxy_mean) / pre.proxy_std) ** 2))
 
     def _new_model(self, arch_dim: int, recipe_dim: int, n_members: int) -> AccuracyPredictor:
         # A fresh network; with a pretrained encoder, every member starts from its weights.

@@ -13,23 +13,20 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
-from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
 from threadpoolctl import ThreadpoolController
 
 from optuna_nars._validation import check_int
 from optuna_nars.predictor._plumbing import as_2d
-from optuna_nars.predictor.estimator import NARSPredictor
 from optuna_nars.predictor.gp_likelihood import LikelihoodOptimizer, kernel
 from optuna_nars.predictor.metrics import kendall_tau_cv as _kendall_tau_cv
 
-__all__ = ["GPPredictor", "ProxyQuantiles"]
+__all__ = ["GPPredictor"]
 
 
 @functools.cache
@@ -51,30 +48,18 @@ class GPPredictor:
     Args:
         n_restarts: Restarts of the marginal-likelihood optimiser beyond the first.
         seed: Seed of the restarts' starting points.
-        extra_columns: Columns on ``[0, 1]`` computed from the architecture encoding and
-            appended to it, for example what a pretrained encoder predicts of the free labels
-            (:class:`~optuna_nars.predictor.ProxyQuantiles`); picklable, so that a fitted
-            process pickles. ``None``: the encoding alone.
     """
 
-    def __init__(
-        self, *, n_restarts: int = 2, seed: int = 0,
-        extra_columns: Callable[[np.ndarray], np.ndarray] | None = None,
-    ) -> None:
+    def __init__(self, *, n_restarts: int = 2, seed: int = 0) -> None:
         self.n_restarts = check_int("n_restarts", n_restarts, minimum=0, example=2)
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f"seed must be an integer. Got {seed!r} of type "
                              f"{type(seed).__name__}. Use e.g. seed=0.")
         self.seed = int(seed)
-        if extra_columns is not None and not callable(extra_columns):
-            raise ValueError(f"extra_columns must be a function of the architecture encoding "
-                             f"or None. Got {extra_columns!r}.")
-        self.extra_columns = extra_columns
         self.model_: GaussianProcessRegressor | None = None
 
     def get_params(self) -> dict[str, Any]:
-        return {"n_restarts": self.n_restarts, "seed": self.seed,
-                "extra_columns": self.extra_columns}
+        return {"n_restarts": self.n_restarts, "seed": self.seed}
 
     def clone(self, **changes: Any) -> GPPredictor:
         """An unfitted copy with the same arguments (``changes`` override them)."""
@@ -85,8 +70,7 @@ class GPPredictor:
         return self.model_ is not None
 
     def __repr__(self) -> str:
-        extra = "" if self.extra_columns is None else f", extra_columns={self.extra_columns!r}"
-        return f"GPPredictor(n_restarts={self.n_restarts}, seed={self.seed}{extra})"
+        return f"GPPredictor(n_restarts={self.n_restarts}, seed={self.seed})"
 
     def fit(self, arch_x: np.ndarray, recipe_x: np.ndarray | None, y: np.ndarray) -> GPPredictor:
         """Fit the process on the measured ``y`` (any scale; standardised internally)."""
@@ -121,32 +105,9 @@ class GPPredictor:
             mean, std = self.model_.predict(x, return_std=True)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
 
-    def _inputs(self, arch_x: np.ndarray, recipe_x: np.ndarray | None, n: int | None
-                ) -> np.ndarray:
+    @staticmethod
+    def _inputs(arch_x: np.ndarray, recipe_x: np.ndarray | None, n: int | None) -> np.ndarray:
         arch_x = as_2d("arch_x", arch_x, n)
-        parts = [arch_x, as_2d("recipe_x", recipe_x, len(arch_x))]
-        if self.extra_columns is not None:
-            parts.append(as_2d("extra_columns(arch_x)", self.extra_columns(arch_x), len(arch_x)))
-        return np.hstack(parts)
+        return np.hstack([arch_x, as_2d("recipe_x", recipe_x, len(arch_x))])
 
     kendall_tau_cv = _kendall_tau_cv
-
-
-class ProxyQuantiles:
-    """A pretrained encoder's predictions of the free labels (log FLOPs, log parameters), as
-    quantiles of the architectures it was pretrained on: :class:`GPPredictor` columns on
-    ``[0, 1]``. Why: the process's length scales see each encoded column on its own, and an
-    architecture's size is a product of several of them; the pretrained encoder has learned
-    it."""
-
-    def __init__(self, pretrained: NARSPredictor) -> None:
-        if not pretrained.is_pretrained:
-            raise ValueError("ProxyQuantiles needs a pretrained NARSPredictor; call "
-                             "pretrain() first.")
-        self.pretrained = pretrained
-
-    def __call__(self, arch_x: np.ndarray) -> np.ndarray:
-        return norm.cdf(self.pretrained.predict_proxies(arch_x))
-
-    def __repr__(self) -> str:
-        return "ProxyQuantiles(...)"

@@ -18,7 +18,7 @@ from scipy.spatial.distance import cdist
 from scipy.stats import norm, rankdata
 
 from optuna_nars.predictor import NARSPredictor, encode_split, prequential_kendall_tau
-from optuna_nars.predictor.gp import GPPredictor, ProxyQuantiles
+from optuna_nars.predictor.gp import GPPredictor
 from optuna_nars.predictor.metrics import out_of_fold, ranking_tau
 from optuna_nars.predictor.pretraining import PretrainedEncoder
 from optuna_nars.samplers._constraints import Metrics
@@ -201,10 +201,8 @@ def fit_predictor(
     oof = None
     if (model_choice and CHOICE_LABELS <= len(y) < min(gp_labels, CHOICE_UNTIL)
             and pretrained.is_pretrained):
-        candidates = [predictor, GPPredictor(seed=seed)]
-        if pretrained.pretrained_.n_proxy:
-            candidates.append(GPPredictor(seed=seed, extra_columns=ProxyQuantiles(pretrained)))
-        predictor, oof = choose_model(candidates, arch_x, recipe_x, z, seed)
+        predictor, oof = choose_model([predictor, GPPredictor(seed=seed)], arch_x, recipe_x, z,
+                                      seed)
     predictor.fit(arch_x, recipe_x, z)
     mean, std = predictor.predict(*encode_split(param_space, pool))
     tau, method, cv = ranking_quality(predictor, arch_x, recipe_x, z, predicted, oof)
