@@ -29,6 +29,7 @@ BASELINES = tuple(s for s in SAMPLER_ORDER if s != "nars")
 REFERENCE = "nars (committed)"
 # Interval half-widths in predicted standard deviations, and the coverage a Gaussian claims.
 INTERVALS = (1.0, 2.0)
+TPE_BUDGET = 200  # trials_to_tpe: the TPE result a variant is timed against
 
 
 def _label(directory: Path, sampler: str) -> str:
@@ -98,6 +99,40 @@ def rank_table(
     return table
 
 
+def trials_to_tpe(
+    baseline: Sequence[dict[str, Any]], variants: dict[str, list[dict[str, Any]]],
+    budget: int = TPE_BUDGET,
+) -> dict[str, dict[str, dict[str, tuple[int | None, int | None]]]]:
+    """Per variant (and the committed NARS on its seeds) and problem: the trials it needs to
+    reach TPE's ``budget``-trial result on the same seeds, as ``(best observed, true
+    regret)`` (:meth:`ProblemRuns.trials_to_reach`, :meth:`ProblemRuns.trials_to_regret`;
+    ``None``: not within its run). Problems without TPE runs of ``budget`` trials on those
+    seeds are left out."""
+    out: dict[str, dict[str, dict[str, tuple[int | None, int | None]]]] = {}
+    for label, runs in variants.items():
+        seeds = {r["seed"] for r in runs}
+        rows: dict[str, dict[str, tuple[int | None, int | None]]] = {label: {}, REFERENCE: {}}
+        for problem in sorted({r["problem"] for r in runs}):
+            tpe = [r for r in baseline if r["problem"] == problem and r["sampler"] == "tpe"
+                   and r["seed"] in seeds and r["n_trials"] >= budget]
+            if {r["seed"] for r in tpe} != seeds:
+                continue
+            ref = [{**r, "sampler": REFERENCE} for r in baseline
+                   if r["problem"] == problem and r["sampler"] == "nars" and r["seed"] in seeds]
+            mine = [{**r, "sampler": label} for r in runs if r["problem"] == problem]
+            pr = ProblemRuns(problem, [*tpe, *ref, *mine])
+            best = pr.matrix("tpe", "best")[:, budget - 1].mean()
+            regret = pr.matrix("tpe", "regret")[:, budget - 1]
+            for who in (label, REFERENCE):
+                if who in pr.samplers:
+                    rows[who][problem] = (
+                        pr.trials_to_reach(who, best),
+                        None if np.isnan(regret).any() else pr.trials_to_regret(
+                            who, float(regret.mean())))
+        out[label] = rows
+    return out
+
+
 def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """How often the measured value lies within ``predicted +- k * predicted_std`` for the
     proposals that carry a prediction (runs recorded with ``predicted_std``)."""
@@ -126,10 +161,28 @@ def calibration(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "within_95": float(np.mean(within_95)) if within_95 else None}
 
 
+def _trials_markdown(
+    trials: dict[str, dict[str, dict[str, tuple[int | None, int | None]]]],
+) -> list[str]:
+    problems = sorted({p for rows in trials.values() for r in rows.values() for p in r})
+    if not problems:
+        return []
+    rows = [[who if who == label else f"{REFERENCE} ({label})",
+             *(" / ".join("> run" if n is None else str(n) for n in r[p]) if p in r else "-"
+               for p in problems)]
+            for label, by_who in trials.items() for who, r in by_who.items()]
+    return [f"Trials to reach TPE's {TPE_BUDGET}-trial result on the same seeds (mean best "
+            "observed / mean true regret, kept to the end of the run):\n",
+            markdown_table(["variant", *problems], rows), ""]
+
+
 def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
-             checkpoints: Sequence[int] = CHECKPOINTS) -> str:
+             checkpoints: Sequence[int] = CHECKPOINTS,
+             trials: dict[str, dict[str, dict[str, tuple[int | None, int | None]]]] | None = None,
+             ) -> str:
     """The overall table (variant against the committed NARS on the same seeds), then the
-    per-problem ranks and the interval calibration."""
+    per-problem ranks, the trials to TPE's result (``trials``: :func:`trials_to_tpe`) and the
+    interval calibration."""
     cps = [c for c in checkpoints if any(c in t["overall"] for t in table.values())]
     rows = []
     for label, t in table.items():
@@ -155,6 +208,7 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
             prow.append([who if who == label else f"{REFERENCE} ({label})", *cells])
     parts += [f"Per problem (rank at {' / '.join(map(str, cps))} trials):\n",
               markdown_table(["variant", *problems], prow), ""]
+    parts += _trials_markdown(trials or {})
     crow = [[label, c["n"], *(f"{fmt(c['coverage'][k], '.2f')} (claims {c['claimed'][k]:.2f})"
                               for k in INTERVALS),
              f"{fmt(c['within_95'], '.2f')} (claims 0.95)" if c["n_95"] else "-",
@@ -176,5 +230,7 @@ def ablation(directories: Sequence[Path], baseline_dir: Path) -> str:
     if not variants:
         raise ValueError(f"No NARS runs in {', '.join(map(str, directories))}; record some "
                          "with `python -m benchmarks run --samplers nars --out DIR` first.")
-    table = rank_table(load_runs(baseline_dir), variants)
-    return markdown(table, {label: calibration(runs) for label, runs in variants.items()})
+    baseline = load_runs(baseline_dir)
+    return markdown(rank_table(baseline, variants),
+                    {label: calibration(runs) for label, runs in variants.items()},
+                    trials=trials_to_tpe(baseline, variants))
