@@ -113,9 +113,10 @@ def test_budgeted_problem_nars_stays_feasible_and_baselines_pay() -> None:
         assert best[-1] == pytest.approx(max(feasible_values, default=problem.worst), 1e-5)
         assert all(r >= 0 for r in rec["regret"])
         assert all(s >= 0 for s in rec["sampler_s"])
-    assert nars["nars"]["stage"][:10] == ["qmc"] * 10
-    assert nars["nars"]["stage"][10] == "predictor"
-    assert nars["nars"]["predicted"][10] is not None
+    # Free metrics (FLOPs, parameters) pretrain the encoder: a warm start of 5 QMC trials.
+    assert nars["nars"]["stage"][:5] == ["qmc"] * 5
+    assert nars["nars"]["stage"][5] == "predictor"
+    assert nars["nars"]["predicted"][5] is not None
 
 
 def test_baselines_record_constraints_the_optuna_way() -> None:

@@ -378,3 +378,30 @@ def test_trust_region_proposals_take_neighbours_of_the_best_measured_pairs() -> 
 def _median_flops(space: SearchSpace) -> float:
     values = space.param_space.sample_values(2000, seed=0, method="random")
     return float(np.median(space_costs(space, values)["flops"]))
+
+
+def test_warm_start_is_shorter_with_a_pretrained_encoder() -> None:
+    """By default 5 QMC trials when free metrics pretrain the encoder, 10 without; an explicit
+    n_startup_trials holds either way."""
+    from optuna_nars.samplers import STAGE_KEY
+    from optuna_nars.samplers.nars._schedule import startup_trials
+
+    assert (startup_trials(None, True), startup_trials(None, False)) == (5, 10)
+    assert startup_trials(7, True) == startup_trials(7, False) == 7
+    tiny = SearchSpace.tiny()
+    cases = [  # (sampler arguments, warm start before any trial, warm start of the study)
+        (dict(search_space=tiny), 5, 5),
+        (dict(search_space=tiny, n_pretrain=0), 10, 10),  # nothing pretrained
+        (dict(search_space=tiny, n_startup_trials=3), 3, 3),
+        (dict(search_space=tiny.distributions()), 10, 10),  # no free metric
+    ]
+    for kwargs, before, after in cases:
+        sampler = fast_sampler(**{"n_startup_trials": None, "batch_size": 2, **kwargs})
+        assert sampler.plan.n_startup_trials == before
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.optimize(synthetic_objective(tiny), n_trials=after + 1)
+        assert sampler.plan.n_startup_trials == after
+        stages = [t.user_attrs[STAGE_KEY] for t in study.trials]
+        assert stages[:after] == ["qmc"] * after and stages[after] == "predictor", kwargs
+    with pytest.raises(ValueError, match="n_startup_trials must be an integer >= 1"):
+        NARSSampler(n_startup_trials=0)

@@ -25,10 +25,10 @@ from optuna_nars.samplers._context import RowKey
 from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
-from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
+from optuna_nars.samplers.nars._schedule import trust_weight
 from optuna_nars.samplers.nars._shared_encoder import obtain_encoder
 from optuna_nars.samplers.nars._shared_fit import base_digest, fit_digest, obtain
-from optuna_nars.samplers.nars._state import NARSContext, Timing
+from optuna_nars.samplers.nars._state import NARSContext, Timing, stage_plan
 
 __all__ = ["FitSettings", "Fitter"]
 
@@ -61,10 +61,9 @@ class Fitter:
     """One sampler's fitting in this process: contexts' caches are filled under ``lock`` and
     every pretraining, refit and genetic search is appended to ``timings``."""
 
-    def __init__(self, settings: FitSettings, plan: StagePlan, lock: threading.RLock,
+    def __init__(self, settings: FitSettings, lock: threading.RLock,
                  timings: list[Timing], extra: dict[str, object] | None = None) -> None:
         self.settings = settings
-        self.plan = plan
         self._lock = lock
         self._timings = timings
         self._extra = extra or {}  # more digest settings (multi-objective)
@@ -176,7 +175,8 @@ class Fitter:
         fit = self.fit(study, ctx, numbers, x, y, recorded)
         # A fit of stage 2's last round may well serve stage 3 (labels lag trial numbers): it
         # runs the genetic search too, so that no worker refits the same labels for it.
-        evolve_here = self.plan.stage(trial_number + self.plan.batch_size) == Stage.EVOLUTION
+        plan = stage_plan(ctx)
+        evolve_here = plan.stage(trial_number + plan.batch_size) == Stage.EVOLUTION
         evolved, scores, near = {}, {}, {}
         for trust in sorted({0.0, s.trust_region}):  # every trust_weight
             acquisition = self.acquisition(fit, ctx, trust)

@@ -41,6 +41,7 @@ __all__ = [
     "fit_predictor",
     "normal_scores",
     "pretrain_predictor",
+    "pretrains",
     "ranking_quality",
 ]
 
@@ -139,6 +140,13 @@ ShareEncoder = Callable[[str, dict[str, int], Callable[[], PretrainedEncoder]],
                         tuple[PretrainedEncoder, bool]]
 
 
+def pretrains(param_space: ParamSpace, metrics: Metrics | None, n_pretrain: int) -> bool:
+    """Whether :func:`pretrain_predictor` pretrains an encoder: free metrics to learn, and
+    architecture parameters to learn them from (a recipe-only search has nothing)."""
+    return (metrics is not None and n_pretrain > 0
+            and len(param_space.part_columns("architecture")) > 0)
+
+
 def pretrain_predictor(
     template: NARSPredictor,
     param_space: ParamSpace,
@@ -153,9 +161,9 @@ def pretrain_predictor(
     just the copy. With ``share`` (see :mod:`._shared_encoder`), the encoder comes from there
     when another worker pretrained it already (``built_here`` is then ``False``)."""
     predictor = template.clone(seed=seed)
-    has_architecture = len(param_space.part_columns("architecture")) > 0
-    if metrics is None or n_pretrain == 0 or not has_architecture:
+    if not pretrains(param_space, metrics, n_pretrain):
         return predictor, True
+    assert metrics is not None
     sample = param_space.sample_values(n_pretrain, seed=seed + 1, method="random")
     m = metrics(sample)
     proxy = np.column_stack(

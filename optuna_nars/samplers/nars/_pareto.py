@@ -50,6 +50,7 @@ from optuna_nars.samplers._claims import Claim
 from optuna_nars.samplers._context import SpaceContext, StudyRows
 from optuna_nars.samplers.nars._model import Fit
 from optuna_nars.samplers.nars._shared_fit import fit_digest, fit_set, recorded_predictions
+from optuna_nars.samplers.nars._state import stage_plan
 from optuna_nars.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -237,7 +238,7 @@ def propose_pareto(fitter: Fitter, entries: tuple[str | None, ...], study: Study
     distinct labels to fit)."""
     assert ctx.pareto is not None
     cache = ctx.pareto
-    plan = fitter.plan
+    plan = stage_plan(ctx)
     stage = plan.stage(trial.number)
     if stage == Stage.QMC:
         return None

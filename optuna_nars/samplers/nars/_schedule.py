@@ -10,7 +10,14 @@ from dataclasses import dataclass
 
 from optuna_nars._keys import Stage
 
-__all__ = ["StagePlan", "refit_size", "trust_weight"]
+__all__ = ["STARTUP_TRIALS", "STARTUP_TRIALS_PRETRAINED", "StagePlan", "refit_size",
+           "startup_trials", "trust_weight"]
+
+# The warm start's length by default. A pretrained encoder has learned the architectures' free
+# labels, so the predictor can take over after fewer QMC trials; without one, the first fits
+# (a Gaussian process) have only the warm start to go on. benchmarks/RESULTS.md, session 13.
+STARTUP_TRIALS = 10
+STARTUP_TRIALS_PRETRAINED = 5
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,15 @@ class StagePlan:
         if trial_number < self.n_startup_trials + self.n_predictor_trials:
             return Stage.PREDICTOR
         return Stage.EVOLUTION
+
+
+def startup_trials(n_startup_trials: int | None, pretrained: bool) -> int:
+    """The warm start's length: ``n_startup_trials`` when given, else
+    :data:`STARTUP_TRIALS_PRETRAINED` with a pretrained encoder and :data:`STARTUP_TRIALS`
+    without."""
+    if n_startup_trials is not None:
+        return n_startup_trials
+    return STARTUP_TRIALS_PRETRAINED if pretrained else STARTUP_TRIALS
 
 
 def refit_size(n_labels: int, batch_size: int) -> int:

@@ -11,8 +11,9 @@ from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._context import SpaceContext
 from optuna_nars.samplers.nars._model import Fit
 from optuna_nars.samplers.nars._ranked import Ranked
+from optuna_nars.samplers.nars._schedule import StagePlan
 
-__all__ = ["NARSContext", "ParetoCache", "Timing"]
+__all__ = ["NARSContext", "ParetoCache", "Timing", "stage_plan"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class NARSContext(SpaceContext):
     """The base context plus NARSSampler's pool and predictors for that space."""
 
     pool: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # feasible, QMC order
+    # The stages by trial number: the warm start's length depends on the space (pretrained or
+    # not), so it is set with the pool (NARSSampler._prepare_context).
+    plan: StagePlan | None = None
     pretrained: NARSPredictor | None = None
     # Fits by the digest of what they were fitted on (_shared_fit.fit_digest), latest only: this
     # process's own fit, the shared rankings, the complete rankings of this process's fit.
@@ -56,3 +60,10 @@ class NARSContext(SpaceContext):
     ranked: dict[str, Ranked] = field(default_factory=dict)
     complete: dict[str, Ranked] = field(default_factory=dict)
     pareto: ParetoCache | None = None  # with objective_metrics (multi-objective)
+
+
+def stage_plan(ctx: NARSContext) -> StagePlan:
+    """``ctx``'s stage plan (set when the sampler prepared the context)."""
+    if ctx.plan is None:  # pragma: no cover - every context is prepared before it is used
+        raise RuntimeError("The context has no stage plan; NARSSampler prepares it first.")
+    return ctx.plan

@@ -8,7 +8,8 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
    on free labels (FLOPs, parameters) and fine-tuned on measured results, ranks the pool; the best
    candidates that are neither evaluated nor running are proposed; the trust region's proposals
    (below) also rank neighbours of the best measured pairs (``neighbours``, ``_neighbours``).
-   The predictor is refit once per ``batch_size`` new labels.
+   The predictor is refit once per ``batch_size`` new labels (below ``batch_size`` labels,
+   on every new one).
 3. **Adaptive genetic search**: from then on, an adaptive genetic algorithm over the predictor,
    seeded with the best measured pairs, proposes the best children not yet evaluated.
 
@@ -50,11 +51,12 @@ from optuna_nars.samplers._context import SpaceContext, StudyRows, direction_sig
 from optuna_nars.samplers.nars import _pareto
 from optuna_nars.samplers.nars._acquisition import ACQUISITIONS
 from optuna_nars.samplers.nars._fitting import FitSettings, Fitter
+from optuna_nars.samplers.nars._model import pretrains
 from optuna_nars.samplers.nars._ranked import Ranked
-from optuna_nars.samplers.nars._schedule import StagePlan, trust_weight
+from optuna_nars.samplers.nars._schedule import StagePlan, startup_trials, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
 from optuna_nars.samplers.nars._shared_fit import fit_set, recorded_predictions
-from optuna_nars.samplers.nars._state import NARSContext, ParetoCache, Timing
+from optuna_nars.samplers.nars._state import NARSContext, ParetoCache, Timing, stage_plan
 from optuna_nars.space import SearchSpace
 
 __all__ = ["NARSSampler", "Timing"]
@@ -80,6 +82,11 @@ class NARSSampler(BaseNASSampler):
         architecture_params: For a generic space, which parameters describe the architecture
             (the encoder's input); the rest form the recipe. Default: all of them.
         n_startup_trials: Trials proposed in QMC order before the predictor is used.
+            ``None`` (the default): 5 when the predictor's encoder is pretrained on free
+            metrics (a :class:`~optuna_nars.SearchSpace`'s cost model or ``proxy_metrics``,
+            with architecture parameters and ``n_pretrain > 0``), 10 otherwise: pretraining
+            has taught the predictor the architectures' free labels, so it takes over sooner
+            (``benchmarks/RESULTS.md``, session 13).
         batch_size: Candidates per predictor round; the predictor is refit every ``batch_size``
             new labels (stages 2 and 3), and more sparsely once there are over 100 labels: every
             10% more labels, rising to every 25% past 500 (a refit costs ``O(labels)``).
@@ -139,7 +146,7 @@ class NARSSampler(BaseNASSampler):
         constraints: Constraints | None = None,
         proxy_metrics: ProxyMetrics | None = None,
         architecture_params: Collection[str] | None = None,
-        n_startup_trials: int = 10,
+        n_startup_trials: int | None = None,
         batch_size: int = 10,
         n_rounds: int = 4,
         pool_size: int = 20_000,
@@ -167,7 +174,8 @@ class NARSSampler(BaseNASSampler):
             warn_independent_sampling=warn_independent_sampling,
             latency_table=latency_table,
         )
-        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1)
+        self._n_startup_trials = check_int("n_startup_trials", n_startup_trials, minimum=1,
+                                           allow_none=True, example=10)
         self._batch_size = check_int("batch_size", batch_size, minimum=1)
         self._n_rounds = check_int("n_rounds", n_rounds, minimum=0)
         self._pool_size = check_int("pool_size", pool_size, minimum=1)
@@ -190,8 +198,20 @@ class NARSSampler(BaseNASSampler):
 
     @property
     def plan(self) -> StagePlan:
-        """Trials per stage: what the dashboard and the benchmarks show of the schedule."""
-        return StagePlan(self._n_startup_trials, self._n_rounds, self._batch_size)
+        """Trials per stage: what the dashboard and the benchmarks show of the schedule. The
+        plan of the space this sampler last proposed in; before it has proposed, the plan its
+        arguments imply (a pretrained encoder with a SearchSpace or ``proxy_metrics``)."""
+        with self._lock:
+            prepared = [c.plan for c in self._contexts.values()
+                        if isinstance(c, NARSContext) and c.plan is not None]
+        if prepared:
+            return prepared[-1]
+        free_metrics = isinstance(self._space, SearchSpace) or self._proxy_metrics is not None
+        return self._plan(free_metrics and self._n_pretrain > 0)
+
+    def _plan(self, pretrained: bool) -> StagePlan:
+        return StagePlan(startup_trials(self._n_startup_trials, pretrained), self._n_rounds,
+                         self._batch_size)
 
     @property
     def timings(self) -> tuple[Timing, ...]:
@@ -213,7 +233,7 @@ class NARSSampler(BaseNASSampler):
             neighbours=self._neighbours, model_choice=self._model_choice)
         extra = ({} if self._objective_metrics is None  # single-objective digests unchanged
                  else {"objective_metrics": self._objective_metrics})
-        self._fitter = Fitter(settings, self.plan, self._lock, self._timings, extra)
+        self._fitter = Fitter(settings, self._lock, self._timings, extra)
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
         ctx = cast(NARSContext, ctx)
@@ -224,6 +244,7 @@ class NARSSampler(BaseNASSampler):
                 infeasible_message(ctx.constraint_names, ctx.violations(pool), constraints)
             )
         ctx.pool = pool[feasible]
+        ctx.plan = self._plan(pretrains(ctx.param_space, ctx.metrics, self._n_pretrain))
         if self._objective_metrics is not None:
             ctx.pareto = ParetoCache(
                 _pareto.pool_metrics(ctx, self._objective_metrics, ctx.pool))
@@ -237,7 +258,8 @@ class NARSSampler(BaseNASSampler):
         self, study: Study, trial: FrozenTrial, ctx: SpaceContext, rows: StudyRows
     ) -> Claim:
         ctx = cast(NARSContext, ctx)
-        stage = self.plan.stage(trial.number)
+        plan = stage_plan(ctx)
+        stage = plan.stage(trial.number)
         if study._is_multi_objective():
             assert self._objective_metrics is not None
             claim = _pareto.propose_pareto(self._fitter, self._objective_metrics, study, trial,
@@ -253,7 +275,7 @@ class NARSSampler(BaseNASSampler):
             # worker holding the same storage derives the same fit set. Not before a round's
             # worth of labels (the warm start's trials may still run in other workers: every
             # label would make a new set to fit).
-            numbers, x, y = fit_set(study, rows, self.plan)
+            numbers, x, y = fit_set(study, rows, plan)
             if len(numbers) >= 2 and np.ptp(y) > 0:
                 fit = self._fitter.ranked(study, ctx, numbers, x, y, trial.number, stage,
                                           rows.claimed, recorded_predictions(study, rows, numbers))
