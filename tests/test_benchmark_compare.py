@@ -55,7 +55,7 @@ def test_budgets_tabulate_mean_regret_over_shared_seeds(
                                     _tabular(1, [5.0, 2.0, 1.0], [0.0] * 3, 1.0)])
     text = compare_at_budgets(before, after, [1, 2, 3, 4])
     # Seed 2 is only in one grid: left out. Budget 4 is past every run: "-".
-    assert "| p | nars | 2 | 4 / 4 | 3 / 1.5 | 2 / 0.5 | - | 4.0 / 2.0 |" in text
+    assert "| p | nars | 2 | 4 / 4 | 3 / 1.5 | 2 / 0.5 | - | - / - | 4.0 / 2.0 |" in text
     # Without an optimum, the negated best-so-far of a maximised problem.
     no_optimum = _write(tmp_path / "c", [{**_tabular(0, [None] * 2, [0.5, 0.75], 1.0)}])
     assert "| -0.5 / -0.5 | -0.75 / -0.75 |" in compare_at_budgets(no_optimum, no_optimum, [1, 2])
@@ -64,3 +64,23 @@ def test_budgets_tabulate_mean_regret_over_shared_seeds(
     with pytest.raises(ValueError, match="no run of the same problem"):
         compare_at_budgets(before, _write(tmp_path / "d", [{**_tabular(0, [1.0], [0.0], 1.0),
                                                             "problem": "q"}]), [1])
+
+
+def test_budgets_report_when_the_optimum_was_first_evaluated(tmp_path: Path) -> None:
+    """The median trial at which a feasible run of the optimum's configuration was first
+    measured: the incumbent may be another one, observed luckier."""
+    from benchmarks.suite.compare import compare_at_budgets
+
+    def run(seed: int, true: list[float], feasible: list[bool]) -> dict:
+        return {**_tabular(seed, [1.0] * len(true), [0.0] * len(true), 1.0), "optimum": 5.0,
+                "true": true, "feasible": feasible}
+
+    before = _write(tmp_path / "a", [run(0, [1, 5, 5, 2], [True] * 4),
+                                     run(1, [1, 2, 3, 5], [True] * 4),
+                                     run(2, [5, 1, 1, 1], [False, True, True, True])])
+    after = _write(tmp_path / "b", [run(0, [5, 1, 1, 1], [True] * 4),
+                                    run(1, [1, 1, 1, 1], [True] * 4),
+                                    run(2, [1, 1, 1, 1], [True] * 4)])
+    # Before: trials 2, 4 and never (seed 2's optimum was infeasible there): median 4.
+    # After: trial 1 and twice never: the median is past the run.
+    assert "| 4 / > 4 |" in compare_at_budgets(before, after, [4])
