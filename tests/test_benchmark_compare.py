@@ -75,12 +75,17 @@ def test_budgets_report_when_the_optimum_was_first_evaluated(tmp_path: Path) -> 
         return {**_tabular(seed, [1.0] * len(true), [0.0] * len(true), 1.0), "optimum": 5.0,
                 "true": true, "feasible": feasible}
 
-    before = _write(tmp_path / "a", [run(0, [1, 5, 5, 2], [True] * 4),
+    before = _write(tmp_path / "a", [run(0, [1, 5.000001, 5, 2], [True] * 4),
                                      run(1, [1, 2, 3, 5], [True] * 4),
                                      run(2, [5, 1, 1, 1], [False, True, True, True])])
     after = _write(tmp_path / "b", [run(0, [5, 1, 1, 1], [True] * 4),
                                     run(1, [1, 1, 1, 1], [True] * 4),
                                     run(2, [1, 1, 1, 1], [True] * 4)])
-    # Before: trials 2, 4 and never (seed 2's optimum was infeasible there): median 4.
+    # Before: trials 3 (5.000001 is another configuration), 4 and never (seed 2's optimum
+    # was infeasible there): median 4.
     # After: trial 1 and twice never: the median is past the run.
     assert "| 4 / > 4 |" in compare_at_budgets(before, after, [4])
+    # Recorded values are rounded to 6 significant digits: the optimum is found all the same.
+    rounded = _write(tmp_path / "c", [{**run(0, [1, 91.94], [True] * 2),
+                                       "optimum": 91.93999735514323}])
+    assert "| 2 / 2 |" in compare_at_budgets(rounded, rounded, [2])

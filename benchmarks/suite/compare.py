@@ -75,8 +75,10 @@ def _trials_to_optimum(run: dict[str, Any]) -> float:
     if optimum is None or not true:
         return math.nan
     feasible = run.get("feasible") or [True] * len(true)
+    # The runner records values to 6 significant digits (runner._rounded).
+    targets = {optimum, float(f"{optimum:.6g}")}
     for i, (value, ok) in enumerate(zip(true, feasible, strict=False)):
-        if ok and value is not None and abs(value - optimum) <= 1e-9 * max(1.0, abs(optimum)):
+        if ok and value in targets:
             return float(i + 1)
     return math.inf
 
