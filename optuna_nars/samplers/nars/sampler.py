@@ -199,8 +199,9 @@ class NARSSampler(BaseNASSampler):
     @property
     def plan(self) -> StagePlan:
         """Trials per stage: what the dashboard and the benchmarks show of the schedule. The
-        plan of the space this sampler last proposed in; before it has proposed, the plan its
-        arguments imply (a pretrained encoder with a SearchSpace or ``proxy_metrics``)."""
+        plan of the latest space this sampler prepared (a study has one); before it has
+        proposed, the plan its arguments imply (a pretrained encoder with a SearchSpace or
+        ``proxy_metrics`` and ``n_pretrain > 0``)."""
         with self._lock:
             prepared = [c.plan for c in self._contexts.values()
                         if isinstance(c, NARSContext) and c.plan is not None]
