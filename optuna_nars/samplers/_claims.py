@@ -147,7 +147,7 @@ def holders(
     for t in trials:
         if t.number != trial.number and t.number not in released:
             other = current_row(study, t, ctx)
-            if other is not None and row_key(other) == key:
+            if other is not None and other[1] == key:
                 final = (
                     bool(t.system_attrs.get(CLAIM_KEPT_KEY))
                     or t.state.is_finished()

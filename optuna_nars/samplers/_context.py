@@ -68,8 +68,9 @@ class SpaceContext:
     constraint_names: list[str]
     violations: ViolationFunction  # (n, m): <= 0 is feasible
     metrics: Metrics | None
-    # Decoded rows of finished trials, keyed by (storage, trial id).
-    finished_rows: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict)
+    # Decoded rows of finished trials and their row keys, by (storage, trial id).
+    finished_rows: dict[tuple[int, int], tuple[np.ndarray, RowKey] | None] = field(
+        default_factory=dict)
     # The predictor quality this process last published, keyed by (storage, study id).
     published_quality: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
 
@@ -216,15 +217,21 @@ def fixed_columns(ctx: SpaceContext, fixed: Mapping[str, Any]) -> dict[int, floa
     return out
 
 
-def current_row(study: Study, trial: FrozenTrial, ctx: SpaceContext) -> np.ndarray | None:
-    """:func:`trial_row` of a trial just read from ``study``'s storage; finished trials never
-    change, so theirs is decoded once per process."""
+def current_row(study: Study, trial: FrozenTrial, ctx: SpaceContext
+                ) -> tuple[np.ndarray, RowKey] | None:
+    """:func:`trial_row` of a trial just read from ``study``'s storage, with its
+    :func:`row_key`; finished trials never change, so theirs are made once per process (every
+    proposal reads every trial)."""
     if not trial.state.is_finished():
-        return trial_row(trial, ctx)
+        return _keyed(trial_row(trial, ctx))
     key = (id(study._storage), trial._trial_id)
     if key not in ctx.finished_rows:
-        ctx.finished_rows[key] = trial_row(trial, ctx)
+        ctx.finished_rows[key] = _keyed(trial_row(trial, ctx))
     return ctx.finished_rows[key]
+
+
+def _keyed(row: np.ndarray | None) -> tuple[np.ndarray, RowKey] | None:
+    return None if row is None else (row, row_key(row))
 
 
 def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows:
@@ -238,10 +245,10 @@ def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows
     for t in trials:
         if t.number == exclude or t.number in released:
             continue
-        row = current_row(study, t, ctx)
-        if row is not None:
-            rows[t.number] = row
-            claimed.add(row_key(row))
+        keyed = current_row(study, t, ctx)
+        if keyed is not None:
+            rows[t.number] = keyed[0]
+            claimed.add(keyed[1])
     return StudyRows(rows, claimed, trials)
 
 
