@@ -321,7 +321,7 @@ def test_without_pretraining_the_default_fits_a_gaussian_process_past_50_labels(
 
 
 def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
-    from optuna_nars.samplers.nars._neighbours import N_PARENTS, neighbours
+    from optuna_nars.samplers.nars._neighbours import MIN_STEP, N_PARENTS, neighbours
 
     space = SearchSpace.tiny()
     param_space = space.param_space
@@ -342,6 +342,15 @@ def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
     closest = changed.argmin(axis=1)
     assert set(closest) <= set(range(30 - N_PARENTS, 30))
     assert changed.min(axis=1).min() >= 1 and np.median(changed.min(axis=1)) <= 3
+    # A continuous parameter moves by at least MIN_STEP of its range (in the unit cube):
+    # otherwise the trust region, which favours the nearest, proposes measured pairs again.
+    continuous = ~param_space.categorical & ~np.isfinite(
+        [float(p.dim.size) for p in param_space.params])
+    assert continuous.any()
+    parents = x[closest]
+    moves = np.abs(param_space.to_unit(near) - param_space.to_unit(parents))[:, continuous]
+    moved = near[:, continuous] != parents[:, continuous]
+    assert moved.any() and (moves[moved] >= MIN_STEP - 1e-9).all()
     again = neighbours(param_space, x, y, feasible, 200, np.random.default_rng(0))
     np.testing.assert_array_equal(near, again)
     assert len(neighbours(param_space, x, y, feasible, 0, np.random.default_rng(0))) == 0

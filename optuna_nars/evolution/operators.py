@@ -25,11 +25,14 @@ class VariationOperators:
     Args:
         param_space: The space the rows belong to.
         sigma: Standard deviation of a numeric mutation in the unit cube.
+        min_step: The least move of a continuous gene in the unit cube (a smaller draw is
+            lengthened, and turned back at the edges): 0 leaves the Gaussian step as drawn.
     """
 
-    def __init__(self, param_space: ParamSpace, sigma: float) -> None:
+    def __init__(self, param_space: ParamSpace, sigma: float, min_step: float = 0.0) -> None:
         self.space = param_space
         self.sigma = sigma
+        self.min_step = min_step
         dims = [p.dim for p in param_space.params]
         self.categorical = np.asarray(param_space.categorical, dtype=bool)
         self.n_choices = np.array(
@@ -73,6 +76,8 @@ class VariationOperators:
             mask[empty, movable[rng.integers(len(movable), size=len(empty))]] = True
         u = self.space.to_unit(x)
         noise = rng.normal(0.0, self.sigma, (n, d))
+        if self.min_step > 0:
+            noise = self._at_least_min_step(u, noise)
         new_u = np.clip(u + noise, 0.0, 1.0)
         # Categorical (values hold the choice index): a uniformly chosen *other* choice, placed
         # at the centre of its cell of the unit interval.
@@ -84,6 +89,16 @@ class VariationOperators:
         if stuck.any():
             out = self._step(x, out, u, noise, stuck)
         return out
+
+    def _at_least_min_step(self, u: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """``noise`` with the continuous genes' steps lengthened to :attr:`min_step`, turned
+        back where the edge of the unit interval would cut the move short."""
+        continuous = ~self.categorical & ~self.discrete
+        size = np.maximum(np.abs(noise), self.min_step)
+        sign = np.where(noise >= 0, 1.0, -1.0)
+        short = np.abs(np.clip(u + sign * size, 0.0, 1.0) - u) < self.min_step
+        sign = np.where(short, -sign, sign)
+        return np.where(continuous, sign * size, noise)
 
     def _step(
         self, x: np.ndarray, out: np.ndarray, u: np.ndarray, noise: np.ndarray, stuck: np.ndarray

@@ -17,11 +17,14 @@ import numpy as np
 from optuna_nars.evolution.operators import VariationOperators
 from optuna_nars.space import ParamSpace
 
-__all__ = ["N_PARENTS", "neighbours"]
+__all__ = ["MIN_STEP", "N_PARENTS", "neighbours"]
 
 N_PARENTS = 5  # the best measured pairs whose neighbours are drawn
 _GENES_MOVED = 1.5  # expected parameters moved per neighbour (at least one)
 _STEP = 0.1  # a numeric parameter's move, standard deviation in the unit cube
+# A continuous parameter's least move in the unit cube: the trust region favours the nearest
+# candidates, which would otherwise be the measured pairs again, up to digits nobody reads.
+MIN_STEP = 0.05
 
 
 def neighbours(
@@ -39,7 +42,7 @@ def neighbours(
     parents = x[np.argsort(-y, kind="stable")[:N_PARENTS]]
     parents = np.repeat(parents, -(-n // len(parents)), axis=0)[:n]
     rate = np.full(len(parents), _GENES_MOVED / max(x.shape[1], 1))
-    moved = VariationOperators(param_space, _STEP).mutate(
+    moved = VariationOperators(param_space, _STEP, MIN_STEP).mutate(
         parents, rate, rng, force=np.ones(len(parents), dtype=bool))
     moved = np.unique(moved, axis=0)
     return moved[feasible(moved)]
