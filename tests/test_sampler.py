@@ -356,6 +356,32 @@ def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
     assert len(neighbours(param_space, x, y, feasible, 0, np.random.default_rng(0))) == 0
 
 
+def test_no_neighbour_repeats_a_measured_pair_but_for_a_few_digits() -> None:
+    from optuna_nars.samplers.nars._neighbours import MIN_STEP, neighbours
+
+    param_space = SearchSpace.tiny().param_space
+    continuous = ~param_space.categorical & ~np.isfinite(
+        [float(p.dim.size) for p in param_space.params])
+    column = int(np.flatnonzero(continuous)[0])
+    x = param_space.sample_values(30, seed=2, method="random")
+    # The best pair's twin, one least move up a continuous parameter: its children that take
+    # that move again would land on the twin, up to a few digits.
+    unit = param_space.to_unit(x)
+    unit[28] = unit[29]
+    unit[29, column] = min(unit[29, column], 0.8)
+    unit[28, column] = unit[29, column] + 1.2 * MIN_STEP
+    x = param_space.from_unit(unit)
+    y = np.arange(30.0)
+    near = neighbours(param_space, x, y, lambda v: np.ones(len(v), dtype=bool), 3000,
+                      np.random.default_rng(0))
+    same = (near[:, None, ~continuous] == x[None, :, ~continuous]).all(axis=2)
+    gap = np.abs(param_space.to_unit(near)[:, None, continuous]
+                 - param_space.to_unit(x)[None, :, continuous]).max(axis=2)
+    assert not (same & (gap < MIN_STEP / 2)).any()
+    # The twin's and the best pair's other neighbours are still there.
+    assert (same[:, 28] | same[:, 29]).sum() > 100
+
+
 def test_trust_region_proposals_take_neighbours_of_the_best_measured_pairs() -> None:
     def parameters_from_best(study: optuna.Study) -> list[int]:
         """Per trust-region proposal of stage 2: parameters it changed from the nearest of

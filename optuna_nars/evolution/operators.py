@@ -42,6 +42,7 @@ class VariationOperators:
         # Integer and stepped-float columns: a small move can round back to the same value.
         self.discrete = ~self.categorical & np.isfinite(sizes)
         self.movable = np.where(self.categorical, self.n_choices > 1, sizes > 1)
+        self.continuous = ~self.categorical & ~self.discrete
         self.sizes = sizes
 
     def crossover(
@@ -93,12 +94,11 @@ class VariationOperators:
     def _at_least_min_step(self, u: np.ndarray, noise: np.ndarray) -> np.ndarray:
         """``noise`` with the continuous genes' steps lengthened to :attr:`min_step`, turned
         back where the edge of the unit interval would cut the move short."""
-        continuous = ~self.categorical & ~self.discrete
         size = np.maximum(np.abs(noise), self.min_step)
         sign = np.where(noise >= 0, 1.0, -1.0)
         short = np.abs(np.clip(u + sign * size, 0.0, 1.0) - u) < self.min_step
         sign = np.where(short, -sign, sign)
-        return np.where(continuous, sign * size, noise)
+        return np.where(self.continuous, sign * size, noise)
 
     def _step(
         self, x: np.ndarray, out: np.ndarray, u: np.ndarray, noise: np.ndarray, stuck: np.ndarray

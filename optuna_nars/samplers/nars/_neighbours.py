@@ -23,7 +23,8 @@ N_PARENTS = 5  # the best measured pairs whose neighbours are drawn
 _GENES_MOVED = 1.5  # expected parameters moved per neighbour (at least one)
 _STEP = 0.1  # a numeric parameter's move, standard deviation in the unit cube
 # A continuous parameter's least move in the unit cube: the trust region favours the nearest
-# candidates, which would otherwise be the measured pairs again, up to digits nobody reads.
+# candidates, which would otherwise be the measured pairs again, up to digits nobody reads; for
+# the same reason no neighbour comes within half of it of any measured pair.
 MIN_STEP = 0.05
 
 
@@ -42,7 +43,21 @@ def neighbours(
     parents = x[np.argsort(-y, kind="stable")[:N_PARENTS]]
     parents = np.repeat(parents, -(-n // len(parents)), axis=0)[:n]
     rate = np.full(len(parents), _GENES_MOVED / max(x.shape[1], 1))
-    moved = VariationOperators(param_space, _STEP, MIN_STEP).mutate(
-        parents, rate, rng, force=np.ones(len(parents), dtype=bool))
+    operators = VariationOperators(param_space, _STEP, MIN_STEP)
+    moved = operators.mutate(parents, rate, rng, force=np.ones(len(parents), dtype=bool))
     moved = np.unique(moved, axis=0)
+    moved = moved[~_measured_already(param_space, operators.continuous, moved, x)]
     return moved[feasible(moved)]
+
+
+def _measured_already(
+    param_space: ParamSpace, continuous: np.ndarray, rows: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """Which ``rows`` repeat a row of ``x`` but for continuous moves under half of
+    :data:`MIN_STEP` (in the unit cube): a few digits of a recipe away from a measured pair."""
+    if not continuous.any() or len(rows) == 0:
+        return np.zeros(len(rows), dtype=bool)  # exact repeats are the claims' to refuse
+    same = (rows[:, None, ~continuous] == x[None, :, ~continuous]).all(axis=2)
+    near = (np.abs(param_space.to_unit(rows)[:, None, continuous]
+                   - param_space.to_unit(x)[None, :, continuous]) < MIN_STEP / 2).all(axis=2)
+    return (same & near).any(axis=1)
