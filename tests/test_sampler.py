@@ -320,28 +320,6 @@ def test_without_pretraining_the_default_fits_a_gaussian_process_past_50_labels(
     assert 60 in refits and set(refits) <= set(gp_fits)
 
 
-def test_a_gaussian_process_on_50_labels_or_more_explores() -> None:
-    from optuna_nars.predictor.gp import GPPredictor
-    from optuna_nars.samplers.nars._acquisition import (
-        GP_EXPLORATION,
-        GP_EXPLORATION_LABELS,
-        fit_exploration,
-    )
-    from optuna_nars.samplers.nars._model import Fit
-
-    def fit(predictor: object, n: int) -> Fit:
-        labels = np.arange(float(n))
-        return Fit(predictor, np.zeros(3), np.ones(3), None, (labels, labels),  # type: ignore[arg-type]
-                   np.zeros((n, 2)))
-
-    late = GP_EXPLORATION_LABELS
-    assert fit_exploration(fit(GPPredictor(), late - 1), 0.0) == 0.0
-    assert fit_exploration(fit(GPPredictor(), late), 0.0) == GP_EXPLORATION
-    assert fit_exploration(fit(GPPredictor(), late), 2.0) == 2.0  # a larger weight holds
-    # The pretrained ensemble (and an ensemble at any count) keeps the sampler's weight.
-    assert fit_exploration(fit(NARSPredictor(), 500), 0.0) == 0.0
-
-
 def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
     from optuna_nars.samplers.nars._neighbours import MIN_STEP, N_PARENTS, neighbours
 

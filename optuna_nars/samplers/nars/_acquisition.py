@@ -23,27 +23,10 @@ from optuna_nars.samplers.nars._model import Fit, Ranking
 from optuna_nars.samplers.nars._neighbours import neighbours
 from optuna_nars.space import ParamSpace
 
-__all__ = [
-    "ACQUISITIONS", "GP_EXPLORATION", "GP_EXPLORATION_LABELS", "Acquisition",
-    "expected_improvement", "fit_exploration",
-]
+__all__ = ["ACQUISITIONS", "Acquisition", "expected_improvement"]
 
 ACQUISITIONS = ("ucb", "ei")
 _POOL_BEST = 100  # the pool rows ranked together with the neighbours
-# A Gaussian process fitted on this many labels or more (nothing pretrained) explores with at
-# least this UCB weight: its posterior spread then flags what it has not seen, and pure
-# exploitation kept re-sampling near a noisy incumbent. Earlier, exploring cost the first 50
-# trials (HPOBench; benchmarks/RESULTS.md, session 14).
-GP_EXPLORATION_LABELS = 50
-GP_EXPLORATION = 0.5
-
-
-def fit_exploration(fit: Fit, exploration: float) -> float:
-    """The UCB weight a fit proposes with: ``exploration``, or at least :data:`GP_EXPLORATION`
-    for a Gaussian process fitted on :data:`GP_EXPLORATION_LABELS` labels or more."""
-    if fit.model == "gp" and len(fit.labels[0]) >= GP_EXPLORATION_LABELS:
-        return max(exploration, GP_EXPLORATION)
-    return exploration
 
 
 def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float) -> np.ndarray:

@@ -22,7 +22,7 @@ from optuna.study import Study
 from optuna_nars._keys import Stage
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers._context import RowKey
-from optuna_nars.samplers.nars._acquisition import Acquisition, fit_exploration
+from optuna_nars.samplers.nars._acquisition import Acquisition
 from optuna_nars.samplers.nars._model import Fit, Ranking, fit_predictor, pretrain_predictor
 from optuna_nars.samplers.nars._ranked import Ranked, rank_fit
 from optuna_nars.samplers.nars._schedule import trust_weight
@@ -118,8 +118,7 @@ class Fitter:
 
     def acquisition(self, fit: Fit, ctx: NARSContext, trust: float) -> Acquisition:
         s = self.settings
-        return Acquisition(fit, ctx.param_space, fit_exploration(fit, s.exploration), trust,
-                           s.acquisition)
+        return Acquisition(fit, ctx.param_space, s.exploration, trust, s.acquisition)
 
     def evolve(self, ctx: NARSContext, acquisition: Acquisition, x: np.ndarray,
                y: np.ndarray) -> Ranking:

@@ -94,8 +94,7 @@ class NARSSampler(BaseNASSampler):
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
         exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
-            (``acquisition="ucb"``). A Gaussian process fitted on 50 labels or more (see
-            ``gp_labels``) uses at least 0.5.
+            (``acquisition="ucb"``).
         acquisition: ``"ucb"`` (the default): ``mean + exploration * std`` (with
             ``exploration=0`` the predicted score itself); or ``"ei"``: the expected improvement
             over the best label under the ensemble's normal ``(mean, std)``, best with a
