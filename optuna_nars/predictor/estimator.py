@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["NARSPredictor"]
 
-# Rows predicted at once: a pool's activations (members x rows x hidden) at once spill out of
-# the cache; in chunks of this many, prediction takes about half the time.
+# Rows predicted per forward pass: a whole pool's activations (members x rows x hidden) spill
+# out of the cache; in chunks of this many, prediction takes less than half the time.
 PREDICT_CHUNK = 1024
 
 

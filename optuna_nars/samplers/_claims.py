@@ -35,7 +35,7 @@ from optuna_nars._keys import (
     Stage,
 )
 from optuna_nars._storage import set_trial_chunked
-from optuna_nars.samplers._context import SpaceContext, current_row, row_key
+from optuna_nars.samplers._context import SpaceContext, current_keyed_row, row_key
 from optuna_nars.stale import released_trials
 
 __all__ = [
@@ -146,8 +146,8 @@ def holders(
     released = released_trials(study, trials)  # failed by an interruption: no longer held
     for t in trials:
         if t.number != trial.number and t.number not in released:
-            other = current_row(study, t, ctx)
-            if other is not None and other[1] == key:
+            other = current_keyed_row(study, t, ctx)
+            if other is not None and other[1] == key:  # (row, row key)
                 final = (
                     bool(t.system_attrs.get(CLAIM_KEPT_KEY))
                     or t.state.is_finished()

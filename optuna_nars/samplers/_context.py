@@ -41,7 +41,7 @@ __all__ = [
     "RowKey",
     "SpaceContext",
     "StudyRows",
-    "current_row",
+    "current_keyed_row",
     "direction_sign",
     "fixed_columns",
     "labelled_rows",
@@ -217,7 +217,7 @@ def fixed_columns(ctx: SpaceContext, fixed: Mapping[str, Any]) -> dict[int, floa
     return out
 
 
-def current_row(study: Study, trial: FrozenTrial, ctx: SpaceContext
+def current_keyed_row(study: Study, trial: FrozenTrial, ctx: SpaceContext
                 ) -> tuple[np.ndarray, RowKey] | None:
     """:func:`trial_row` of a trial just read from ``study``'s storage, with its
     :func:`row_key`; finished trials never change, so theirs are made once per process (every
@@ -245,7 +245,7 @@ def read_rows(study: Study, ctx: SpaceContext, exclude: int | None) -> StudyRows
     for t in trials:
         if t.number == exclude or t.number in released:
             continue
-        keyed = current_row(study, t, ctx)
+        keyed = current_keyed_row(study, t, ctx)
         if keyed is not None:
             rows[t.number] = keyed[0]
             claimed.add(keyed[1])
