@@ -440,3 +440,15 @@ def test_warm_start_is_shorter_with_a_pretrained_encoder() -> None:
         assert stages[:after] == ["qmc"] * after and stages[after] == "predictor", kwargs
     with pytest.raises(ValueError, match="n_startup_trials must be an integer >= 1"):
         NARSSampler(n_startup_trials=0)
+
+
+def test_genetic_search_starts_after_200_trials_by_default() -> None:
+    """20 predictor rounds of 10 follow the warm start (5 or 10 trials) before the genetic
+    search: up to 200 trials the rounds did as well on the benchmark tables (RESULTS.md)."""
+    tiny = SearchSpace.tiny()
+    for kwargs, first_evolution in [(dict(search_space=tiny), 205),
+                                    (dict(search_space=tiny.distributions()), 210)]:
+        plan = NARSSampler(**kwargs).plan
+        assert (plan.n_rounds, plan.batch_size) == (20, 10)
+        assert plan.stage(first_evolution - 1) == "predictor", kwargs
+        assert plan.stage(first_evolution) == "evolution", kwargs

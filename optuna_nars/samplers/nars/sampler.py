@@ -90,7 +90,10 @@ class NARSSampler(BaseNASSampler):
         batch_size: Candidates per predictor round; the predictor is refit every ``batch_size``
             new labels (stages 2 and 3), and more sparsely once there are over 100 labels: every
             10% more labels, rising to every 25% past 500 (a refit costs ``O(labels)``).
-        n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3).
+        n_rounds: Predictor rounds (stage 2) before the genetic search (stage 3). The default,
+            20 rounds of 10, keeps the genetic search past 200 trials: up to 200 the rounds'
+            proposals (the pool, and the trust region's neighbours) did as well or better on the
+            benchmark tables, at less sampler time (``benchmarks/RESULTS.md``, session 15).
         pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
         exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
@@ -148,7 +151,7 @@ class NARSSampler(BaseNASSampler):
         architecture_params: Collection[str] | None = None,
         n_startup_trials: int | None = None,
         batch_size: int = 10,
-        n_rounds: int = 4,
+        n_rounds: int = 20,
         pool_size: int = 20_000,
         n_pretrain: int = 2_000,
         exploration: float = 0.0,
