@@ -178,17 +178,13 @@ class Fitter:
         plan = stage_plan(ctx)
         evolve_here = plan.stage(trial_number + plan.batch_size) == Stage.EVOLUTION
         evolved, scores, near = {}, {}, {}
-        import os
-        exp = os.environ.get("NARS_EXP", "")
         for trust in sorted({0.0, s.trust_region}):  # every trust_weight
             acquisition = self.acquisition(fit, ctx, trust)
-            ga_here = evolve_here and not (exp == "near_trust" and trust > 0) and not (
-                exp == "ga_trust" and trust == 0)
-            if ga_here:
+            if evolve_here:
                 if trust not in fit.evolved:
                     fit.evolved[trust] = self.evolve(ctx, acquisition, x, y)
                 evolved[trust] = fit.evolved[trust]
-            if trust > 0 and s.neighbours > 0 and (stage == Stage.PREDICTOR or exp == "near_trust"):
+            if trust > 0 and s.neighbours > 0 and stage == Stage.PREDICTOR:
                 near[trust] = acquisition.neighbourhood(
                     ctx.pool, x, y, ctx.feasible, s.neighbours, s.seed)
             scores[trust] = acquisition.pool_scores(ctx.pool)

@@ -75,7 +75,7 @@ class Ranked:
     def parts(self, trust: float, evolve: bool) -> list[Part]:
         """The rankings a proposal at ``trust`` walks, in order: the genetic search's in stage
         3 (``evolve``), else the neighbourhood's; then the pool's."""
-        searched = self.evolved if (evolve and trust in self.evolved) else self.near
+        searched = self.evolved if evolve else self.near
         out = [searched[trust]] if trust in searched else []
         return out + ([self.pool[trust]] if trust in self.pool else [])
 
