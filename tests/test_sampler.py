@@ -20,6 +20,7 @@ from optuna.testing.pytest_samplers import (
 
 from optuna_nars import SearchSpace
 from optuna_nars.cost import count_flops, space_costs
+from optuna_nars.evolution.operators import VariationOperators
 from optuna_nars.predictor import NARSPredictor
 from optuna_nars.samplers import PREDICTOR_QUALITY_KEY, NARSSampler
 
@@ -344,8 +345,7 @@ def test_neighbours_move_a_few_parameters_of_the_best_measured_pairs() -> None:
     assert changed.min(axis=1).min() >= 1 and np.median(changed.min(axis=1)) <= 3
     # A continuous parameter moves by at least MIN_STEP of its range (in the unit cube):
     # otherwise the trust region, which favours the nearest, proposes measured pairs again.
-    continuous = ~param_space.categorical & ~np.isfinite(
-        [float(p.dim.size) for p in param_space.params])
+    continuous = VariationOperators(param_space, sigma=0.1).continuous
     assert continuous.any()
     parents = x[closest]
     moves = np.abs(param_space.to_unit(near) - param_space.to_unit(parents))[:, continuous]
@@ -360,8 +360,7 @@ def test_no_neighbour_repeats_a_measured_pair_but_for_a_few_digits() -> None:
     from optuna_nars.samplers.nars._neighbours import MIN_STEP, neighbours
 
     param_space = SearchSpace.tiny().param_space
-    continuous = ~param_space.categorical & ~np.isfinite(
-        [float(p.dim.size) for p in param_space.params])
+    continuous = VariationOperators(param_space, sigma=0.1).continuous
     column = int(np.flatnonzero(continuous)[0])
     x = param_space.sample_values(30, seed=2, method="random")
     # The best pair's twin, one least move up a continuous parameter: its children that take

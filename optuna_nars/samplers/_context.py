@@ -217,8 +217,9 @@ def fixed_columns(ctx: SpaceContext, fixed: Mapping[str, Any]) -> dict[int, floa
     return out
 
 
-def current_keyed_row(study: Study, trial: FrozenTrial, ctx: SpaceContext
-                ) -> tuple[np.ndarray, RowKey] | None:
+def current_keyed_row(
+    study: Study, trial: FrozenTrial, ctx: SpaceContext
+) -> tuple[np.ndarray, RowKey] | None:
     """:func:`trial_row` of a trial just read from ``study``'s storage, with its
     :func:`row_key`; finished trials never change, so theirs are made once per process (every
     proposal reads every trial)."""
