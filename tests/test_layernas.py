@@ -80,6 +80,19 @@ def test_reaches_the_known_optimum_layer_by_layer() -> None:
     assert study.trials[0].params == {name: 1 for name in DISTRIBUTIONS}
 
 
+def test_a_log_int_layer_offers_every_value() -> None:
+    # The options were once the values at the cells' centres on a linear scale, which on a log
+    # range repeat some values and leave others out (34 of 1..64): a random fallback met them.
+    space = {"units": optuna.distributions.IntDistribution(1, 64, log=True)}
+    sampler = LayerNASSampler(search_space=space, layers=[["units"]], seed=0,
+                              cost=lambda p: float(p["units"]), constraints={"cost": 64.0},
+                              max_layer_options=64)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: -abs(t.suggest_int("units", 1, 64, log=True) - 40), n_trials=64)
+    assert {t.params["units"] for t in study.trials} == set(range(1, 65))
+    assert {t.user_attrs[STAGE_KEY] for t in study.trials} == {"layer"}
+
+
 def test_the_budget_is_never_broken_and_recorded() -> None:
     study = optuna.create_study(direction="maximize", sampler=synthetic_sampler(
         constraints={"cost": 7.0}))

@@ -289,3 +289,22 @@ def test_bad_base_rates_name_the_problem(base_lr, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SearchSpace.tiny().replace(recipe=RecipeSpec(lr=FloatRange(0.5, 2.0, log=True),
                                                      base_lr=base_lr))
+
+
+# ---- grids ---------------------------------------------------------------------------------------
+
+SMALL = ParamSpace.from_distributions({
+    "ops": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d", "e"]),
+    "width": optuna.distributions.IntDistribution(1, 64, log=True),
+    "drop": optuna.distributions.FloatDistribution(0.0, 0.3, step=0.1),
+})
+
+
+def test_grid_holds_every_value_as_from_unit_gives_it() -> None:
+    grid = SMALL.grid()
+    assert SMALL.size == 5 * 64 * 4 == len(grid) == len(np.unique(grid, axis=0))
+    np.testing.assert_array_equal(SMALL.from_unit(SMALL.to_unit(grid)), grid)
+    assert set(grid[:, SMALL.index("width")]) == set(range(1, 65))  # log ints: none left out
+    with pytest.raises(ValueError, match="without a step"):
+        ParamSpace.from_distributions(
+            {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0)}).grid()

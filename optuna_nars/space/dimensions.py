@@ -68,6 +68,11 @@ class Dimension(Protocol):
         each value's cell, so ``from_unit(to_unit(raw)) == raw``."""
         ...
 
+    def grid(self) -> np.ndarray:
+        """Every raw value, in order, exactly as :meth:`from_unit` gives them (``ValueError``
+        for a float range without a step)."""
+        ...
+
     def to_raw(self, value: Any) -> float:
         """One value to its raw float."""
         ...
@@ -142,6 +147,9 @@ class Choice:
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         return (raw + 0.5) / len(self.values)
 
+    def grid(self) -> np.ndarray:
+        return np.arange(len(self.values), dtype=float)
+
     def to_raw(self, value: Any) -> float:
         return float(self.values.index(value))
 
@@ -209,6 +217,9 @@ class IntRange:
         x = np.exp(x) if self.log else x
         k = np.round((x - self.low) / self.step)
         return self.low + self.step * np.clip(k, 0, (self.high - self.low) // self.step)
+
+    def grid(self) -> np.ndarray:
+        return self.low + self.step * np.arange(int(self.size), dtype=float)
 
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         lo, hi = self._bounds()
@@ -305,6 +316,12 @@ class FloatRange:
             x = self.low + self.step * k
         # The clip also puts the last grid value exactly on ``high`` (0.1 * 3 > 0.3).
         return np.clip(np.exp(x) if self.log else x, self.low, self.high)
+
+    def grid(self) -> np.ndarray:
+        if self.step is None:
+            raise ValueError("A float range without a step has no grid of values.")
+        return np.clip(self.low + self.step * np.arange(int(self.size), dtype=float),
+                       self.low, self.high)
 
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         lo, hi = self._bounds()

@@ -11,6 +11,8 @@ sampler, the predictor and the genetic search need nothing else.
 
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,13 @@ from scipy.stats import qmc
 
 from optuna_nars.space.dimensions import Dimension, _dimension_of
 
-__all__ = ["ParamSpace"]
+__all__ = ["ParamSpace", "unique_rows"]
+
+
+def unique_rows(values: np.ndarray) -> np.ndarray:
+    """``values`` without repeated rows, first occurrences in order."""
+    _, first = np.unique(values, axis=0, return_index=True)
+    return values[np.sort(first)]
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,18 @@ class ParamSpace:
         if not self.params:
             return np.zeros((len(values), 0))
         return np.column_stack([p.dim.to_unit(values[:, c]) for c, p in enumerate(self.params)])
+
+    @property
+    def size(self) -> float:
+        """How many points the space holds (``inf`` if a float range has no step)."""
+        return math.prod(p.dim.size for p in self.params)
+
+    def grid(self) -> np.ndarray:
+        """Every point of a finite space as a values matrix, in lexicographic order of the
+        columns (``ValueError`` if a float range has no step)."""
+        grids = [p.dim.grid() for p in self.params]
+        points = list(itertools.product(*grids))
+        return np.array(points, dtype=float).reshape(len(points), len(grids))
 
     def sample_values(
         self, n: int, *, seed: int | None = None, method: Literal["sobol", "random"] = "sobol"

@@ -24,14 +24,13 @@ far, completed as cheaply as possible).
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from optuna_nars.space import ParamSpace, SearchSpace
+from optuna_nars.space.param_space import unique_rows
 
 __all__ = ["CostFunction", "Layers", "build_layers", "layer_groups", "most_expensive", "with_root"]
 
@@ -95,25 +94,12 @@ def _options(
 ) -> np.ndarray:
     """The options of the layer of ``columns``: the product of their values, or the centre of
     the box and a Sobol sample when the product is larger than ``max_options`` (or infinite)."""
-    dims = [param_space.params[c].dim for c in columns]
-    size = math.prod(d.size for d in dims)
-    if size <= max_options:
-        grids = []
-        for d in dims:
-            n = int(d.size)
-            # The raw values of a finite dimension: the cell centres of the unit interval.
-            grids.append(np.unique(d.from_unit((np.arange(n) + 0.5) / n)))
-        return np.array(list(itertools.product(*grids)), dtype=float).reshape(-1, len(dims))
     sub = ParamSpace([param_space.params[c] for c in columns])
+    if sub.size <= max_options:
+        return sub.grid()
     sample = sub.sample_values(max_options - 1, seed=seed)
     centre = sub.from_unit(np.full((1, len(columns)), 0.5))
-    return _unique_rows(np.vstack([centre, sample]))
-
-
-def _unique_rows(values: np.ndarray) -> np.ndarray:
-    """``values`` without repeated rows, first occurrences in order."""
-    _, first = np.unique(values, axis=0, return_index=True)
-    return values[np.sort(first)]
+    return unique_rows(np.vstack([centre, sample]))
 
 
 def build_layers(
