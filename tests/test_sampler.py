@@ -212,23 +212,6 @@ def test_generic_space_with_proxy_metrics_and_callable_constraint() -> None:
     assert {t.user_attrs.get("nars:stage") for t in study.trials[1:]} >= {"qmc", "predictor"}
 
 
-def test_a_small_space_is_proposed_whole_before_any_candidate_twice() -> None:
-    # 81 candidates and a pool of 81: Sobol points repeat on so small a grid, so a pool of
-    # them alone leaves candidates out (NAS-Bench-201: a quarter of its cells).
-    ops = optuna.distributions.CategoricalDistribution(["conv", "pool", "skip"])
-    space = {f"edge{i}": ops for i in range(4)}
-    sampler = fast_sampler(search_space=space, n_startup_trials=81, pool_size=81)
-    study = optuna.create_study(sampler=sampler)
-
-    def objective(trial: optuna.Trial) -> float:
-        return float(sum(ops.choices.index(trial.suggest_categorical(name, ops.choices))
-                         for name in sorted(space)))
-
-    study.optimize(objective, n_trials=81)
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 81
-    assert {t.user_attrs["nars:stage"] for t in study.trials} == {"qmc"}
-
-
 def test_enqueued_trials_are_respected() -> None:
     space = SearchSpace.tiny()
     study = optuna.create_study(direction="maximize", sampler=fast_sampler(search_space=space))

@@ -291,7 +291,7 @@ def test_bad_base_rates_name_the_problem(base_lr, message: str) -> None:
                                                      base_lr=base_lr))
 
 
-# ---- distinct samples and grids ------------------------------------------------------------------
+# ---- grids ---------------------------------------------------------------------------------------
 
 SMALL = ParamSpace.from_distributions({
     "ops": optuna.distributions.CategoricalDistribution(["a", "b", "c", "d", "e"]),
@@ -308,29 +308,3 @@ def test_grid_holds_every_value_as_from_unit_gives_it() -> None:
     with pytest.raises(ValueError, match="without a step"):
         ParamSpace.from_distributions(
             {"lr": optuna.distributions.FloatDistribution(1e-3, 1.0)}).grid()
-
-
-def test_sample_distinct_is_the_sobol_order_without_repeats() -> None:
-    sobol = SMALL.sample_values(400, seed=3)
-    assert len(np.unique(sobol, axis=0)) < 400  # a small space: Sobol points repeat
-    distinct = SMALL.sample_distinct(400, seed=3)
-    assert len(distinct) == 400 == len(np.unique(distinct, axis=0))
-    # First occurrences in Sobol order, so a warm start walking the pool proposes as before.
-    _, first = np.unique(sobol, axis=0, return_index=True)
-    prefix = sobol[np.sort(first)]
-    np.testing.assert_array_equal(distinct[: len(prefix)], prefix)
-    np.testing.assert_array_equal(distinct, SMALL.sample_distinct(400, seed=3))
-
-
-def test_sample_distinct_gives_a_small_space_whole() -> None:
-    whole = SMALL.sample_distinct(5000, seed=1)
-    assert len(whole) == SMALL.size
-    np.testing.assert_array_equal(np.unique(whole, axis=0), np.unique(SMALL.grid(), axis=0))
-    assert not np.array_equal(whole, SMALL.sample_distinct(5000, seed=2))  # seeded order
-    # A continuous space never repeats: n points, the Sobol points themselves.
-    mixed = ParamSpace.from_distributions({
-        "lr": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True),
-        "ops": optuna.distributions.CategoricalDistribution(["a", "b"]),
-    })
-    np.testing.assert_array_equal(mixed.sample_distinct(300, seed=0),
-                                  mixed.sample_values(300, seed=0))

@@ -25,10 +25,7 @@ from scipy.stats import qmc
 
 from optuna_nars.space.dimensions import Dimension, _dimension_of
 
-__all__ = ["MAX_DRAWS", "ParamSpace", "unique_rows"]
-
-# How many times ``n`` Sobol points sample_distinct draws at most to find ``n`` distinct ones.
-MAX_DRAWS = 10
+__all__ = ["ParamSpace", "unique_rows"]
 
 
 def unique_rows(values: np.ndarray) -> np.ndarray:
@@ -168,41 +165,6 @@ class ParamSpace:
         points = list(itertools.product(*grids))
         return np.array(points, dtype=float).reshape(len(points), len(grids))
 
-    def sample_distinct(self, n: int, *, seed: int | None = None) -> np.ndarray:
-        """``n`` distinct points (fewer only if the space is smaller) in scrambled-Sobol order.
-
-        Repeats of the Sobol sequence are dropped, keeping first occurrences, and the sequence
-        goes on until ``n`` points are distinct (up to :data:`MAX_DRAWS` times ``n`` draws). A
-        space of at most ``n`` points is given whole: the Sobol points first, then the rest in
-        a random order. On a small discrete space ``n`` Sobol points repeat many: 20,000 of
-        NAS-Bench-201's 15,625 cells leave a quarter of them out (``benchmarks/RESULTS.md``,
-        session 16).
-        """
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}.")
-        engine = self._sobol(seed)
-        rows = unique_rows(self._draw(engine, n))
-        if self.size <= n:
-            grid = self.grid()
-            seen = {row.tobytes() for row in rows}
-            rest = grid[[row.tobytes() not in seen for row in grid]]
-            return np.vstack([rows, np.random.default_rng(seed).permutation(rest)])
-        drawn = n
-        while len(rows) < n and drawn < MAX_DRAWS * n:
-            more = self._draw(engine, n)
-            drawn += n
-            rows = unique_rows(np.vstack([rows, more]))
-        return rows[:n]
-
-    def _sobol(self, seed: int | None) -> qmc.Sobol:
-        return qmc.Sobol(max(len(self.params), 1), scramble=True, seed=seed)
-
-    def _draw(self, engine: qmc.Sobol, n: int) -> np.ndarray:
-        with warnings.catch_warnings():
-            # Prefixes of a Sobol sequence are fine for us; the warning is about balance.
-            warnings.simplefilter("ignore", UserWarning)
-            return self.from_unit(engine.random(n)[:, : len(self.params)])
-
     def sample_values(
         self, n: int, *, seed: int | None = None, method: Literal["sobol", "random"] = "sobol"
     ) -> np.ndarray:
@@ -211,8 +173,12 @@ class ParamSpace:
             raise ValueError(f"n must be >= 0, got {n}.")
         d = len(self.params)
         if method == "sobol":
-            return self._draw(self._sobol(seed), n)
-        if method == "random":
+            engine = qmc.Sobol(max(d, 1), scramble=True, seed=seed)
+            with warnings.catch_warnings():
+                # Prefixes of a Sobol sequence are fine for us; the warning is about balance.
+                warnings.simplefilter("ignore", UserWarning)
+                u = engine.random(n)[:, :d]
+        elif method == "random":
             u = np.random.default_rng(seed).random((n, d))
         else:
             raise ValueError(f"method must be 'sobol' or 'random', got {method!r}.")

@@ -2,9 +2,8 @@
 
 Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`):
 
-1. **QMC warm start** (``n_startup_trials``): a scrambled-Sobol pool of ``pool_size`` distinct
-   points (the whole space, when it holds no more), filtered by the resource constraints,
-   proposed in QMC order.
+1. **QMC warm start** (``n_startup_trials``): a scrambled-Sobol pool of ``pool_size`` points,
+   filtered by the resource constraints, proposed in QMC order.
 2. **Predictor-guided rounds** (``n_rounds`` x ``batch_size``): the accuracy predictor, pretrained
    on free labels (FLOPs, parameters) and fine-tuned on measured results, ranks the pool; the best
    candidates that are neither evaluated nor running are proposed; the trust region's proposals
@@ -95,9 +94,7 @@ class NARSSampler(BaseNASSampler):
             20 rounds of 10, keeps the genetic search past 200 trials: up to 200 the rounds'
             proposals (the pool, and the trust region's neighbours) did as well or better on the
             benchmark tables, at less sampler time (``benchmarks/RESULTS.md``, session 15).
-        pool_size: Distinct scrambled-Sobol points in the pool, before constraint filtering;
-            a space of at most ``pool_size`` points is pooled whole
-            (:meth:`ParamSpace.sample_distinct <optuna_nars.space.ParamSpace.sample_distinct>`).
+        pool_size: Size of the scrambled-Sobol pool before constraint filtering.
         n_pretrain: Architectures labelled by the cost model to pretrain the encoder.
         exploration: Weight of the ensemble's spread in the acquisition ``mean + w * std``
             (``acquisition="ucb"``).
@@ -244,7 +241,7 @@ class NARSSampler(BaseNASSampler):
 
     def _prepare_context(self, ctx: SpaceContext, constraints: Constraints | None) -> None:
         ctx = cast(NARSContext, ctx)
-        pool = ctx.param_space.sample_distinct(self._pool_size, seed=self._seed)
+        pool = ctx.param_space.sample_values(self._pool_size, seed=self._seed)
         feasible = ctx.feasible(pool)
         if not feasible.any():
             raise ValueError(
