@@ -83,9 +83,7 @@ class Acquisition:
         if self.trust in self.fit.near:
             return self.fit.near[self.trust]
         rng = np.random.default_rng([seed, len(y)])
-        # The parents: the measured rows the fit predicts best, a denoised view of noisy labels.
-        fitted, _ = self.fit.predictor.predict(*encode_split(self.param_space, x))
-        near = neighbours(self.param_space, x, fitted, feasible, n, rng)
+        near = neighbours(self.param_space, x, y, feasible, n, rng)
         values = np.vstack([near, pool[np.argsort(-self.pool_scores(pool))[:_POOL_BEST]]])
         mean, std = self.fit.predictor.predict(*encode_split(self.param_space, values))
         order = np.argsort(-self.score(values, mean, std), kind="stable")
