@@ -59,6 +59,13 @@ def test_every_block_a_candidate_has_is_enumerated() -> None:
         assert len(used) > 0.9 * len(keys)  # nearly all reachable in a sample this size
 
 
+def test_a_log_int_dimension_tabulates_every_value() -> None:
+    # Its values were once read at the cells' centres on a linear scale: 72 was left out.
+    space = TINY.replace(head_channels=IntRange(64, 80, log=True))
+    heads = {b.values[1] for b in enumerate_blocks(space) if b.kind == "head"}
+    assert heads == set(range(64, 81))
+
+
 @pytest.mark.parametrize("arch", [
     "r24 c16:hs k5e3c16d2:hs k3e4c32d2s2se:hs k3e2c48d1s2:hs h128",
     "r16 c8:hs k3e1c8d1:hs k5e2c16d1s2:hs k3e4c24d2s2se:hs h64",

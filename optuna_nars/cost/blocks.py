@@ -100,10 +100,7 @@ def _values(space: SearchSpace, name: str) -> list[Any]:
             f"architecture dimension must be a choice or a range of at most {_MAX_VALUES} "
             "values (give the range a step, or make it a Choice)."
         )
-    raw = np.arange(int(dim.size), dtype=float) if dim.categorical else None
-    if raw is None:  # a range: the values from its unit cells
-        raw = dim.from_unit((np.arange(int(dim.size)) + 0.5) / dim.size)
-    values = dim.actual(raw).tolist()
+    values = dim.actual(dim.grid()).tolist()
     if isinstance(dim, IntRange):
         values = [int(v) for v in values]
     return sorted(set(values), key=lambda v: (v is None, str(type(v)), v or 0))

@@ -50,12 +50,10 @@ class Structure:
         columns, names, raw, values = [], [], [], []
         for c, p in enumerate(param_space.params):
             dim = p.dim
-            if isinstance(dim, Choice):
-                r = np.arange(len(dim.values), dtype=float)
-            elif isinstance(dim, IntRange) and dim.size <= MAX_CHOICES:
-                r = np.arange(dim.low, dim.high + 1, dim.step, dtype=float)
-            else:
+            if not (isinstance(dim, Choice)
+                    or (isinstance(dim, IntRange) and dim.size <= MAX_CHOICES)):
                 continue
+            r = dim.grid()
             if len(r) < 2:
                 continue  # a constant: nothing to learn
             columns.append(c)

@@ -20,7 +20,6 @@ cell, so the policy learns *where* in the range to sample and the value within s
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,12 +39,8 @@ class Bins:
         self.dim = dim
         size = dim.size
         self.grid: np.ndarray | None = None  # raw values, one per action, when exact
-        if dim.categorical:
-            self.grid = np.arange(size, dtype=float)
-        elif math.isfinite(size) and size <= n_bins:
-            dist = dim.distribution()
-            step = getattr(dist, "step", None) or 1
-            self.grid = np.minimum(dist.low + step * np.arange(int(size)), dist.high)
+        if dim.categorical or size <= n_bins:
+            self.grid = dim.grid()
         self.k = len(self.grid) if self.grid is not None else n_bins
 
     def actions(self, raw: np.ndarray) -> np.ndarray:
