@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--pool-size", type=int, default=20_000)
     args = parser.parse_args()
+    if args.seeds < 1 or args.pool_size < 1:
+        parser.error("--seeds and --pool-size must be at least 1.")
     print("| problem | space | distinct pool points (median) | share of the space |")
     print("|---|---|---|---|")
     for name in PROBLEMS:
