@@ -85,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     abl = sub.add_parser("ablation", help="mean rank of NARS variants recorded in DIRs, each in "
                          "NARS's place among the committed baselines on the same seeds")
     abl.add_argument("dirs", type=Path, nargs="+", help="results directories of variant grids")
-    abl.add_argument("--baseline", type=Path, default=FULL_DIR,
-                     help="the committed grid (default: benchmarks/results/suite)")
+    abl.add_argument("--baseline", type=Path, nargs="+", default=[FULL_DIR],
+                     help="the committed grid (default: benchmarks/results/suite), or grids "
+                          "of different seeds to pool")
     abl.add_argument("--markdown", type=Path, default=None, help="also write the tables here")
     multi_objective.add_arguments(sub.add_parser(
         "mo", help="two-objective NAS tables: NARS against NSGA-II, TPE and random, hypervolume"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,9 @@ REFERENCE = "nars (committed)"
 # Interval half-widths in predicted standard deviations, and the coverage a Gaussian claims.
 INTERVALS = (1.0, 2.0)
 TPE_BUDGET = 200  # trials_to_tpe: the TPE result a variant is timed against
+# Issue 12: TPE's 200-trial result within 0.5x the trials on NAS tables, 0.7x on the others.
+NAS_TABLES = frozenset({"macro", "macro-flops-q25", "nasbench201-cifar10", "width5x8-flops-half"})
+TARGET_FRACTION = {True: 0.5, False: 0.7}
 
 
 def _label(directory: Path, sampler: str) -> str:
@@ -99,6 +102,23 @@ def rank_table(
     return table
 
 
+def _against_tpe(
+    baseline: Sequence[dict[str, Any]], label: str, runs: Sequence[dict[str, Any]], budget: int,
+) -> Iterator[tuple[str, ProblemRuns]]:
+    """Per problem of ``runs`` with TPE runs of ``budget`` trials on all of their seeds: TPE's,
+    the committed NARS's on those seeds (as :data:`REFERENCE`) and the variant's runs."""
+    seeds = {r["seed"] for r in runs}
+    for problem in sorted({r["problem"] for r in runs}):
+        tpe = [r for r in baseline if r["problem"] == problem and r["sampler"] == "tpe"
+               and r["seed"] in seeds and r["n_trials"] >= budget]
+        if {r["seed"] for r in tpe} != seeds:
+            continue
+        ref = [{**r, "sampler": REFERENCE} for r in baseline
+               if r["problem"] == problem and r["sampler"] == "nars" and r["seed"] in seeds]
+        mine = [{**r, "sampler": label} for r in runs if r["problem"] == problem]
+        yield problem, ProblemRuns(problem, [*tpe, *ref, *mine])
+
+
 def trials_to_tpe(
     baseline: Sequence[dict[str, Any]], variants: dict[str, list[dict[str, Any]]],
     budget: int = TPE_BUDGET,
@@ -110,17 +130,8 @@ def trials_to_tpe(
     seeds are left out."""
     out: dict[str, dict[str, dict[str, tuple[int | None, int | None]]]] = {}
     for label, runs in variants.items():
-        seeds = {r["seed"] for r in runs}
         rows: dict[str, dict[str, tuple[int | None, int | None]]] = {label: {}, REFERENCE: {}}
-        for problem in sorted({r["problem"] for r in runs}):
-            tpe = [r for r in baseline if r["problem"] == problem and r["sampler"] == "tpe"
-                   and r["seed"] in seeds and r["n_trials"] >= budget]
-            if {r["seed"] for r in tpe} != seeds:
-                continue
-            ref = [{**r, "sampler": REFERENCE} for r in baseline
-                   if r["problem"] == problem and r["sampler"] == "nars" and r["seed"] in seeds]
-            mine = [{**r, "sampler": label} for r in runs if r["problem"] == problem]
-            pr = ProblemRuns(problem, [*tpe, *ref, *mine])
+        for problem, pr in _against_tpe(baseline, label, runs, budget):
             best = pr.matrix("tpe", "best")[:, budget - 1].mean()
             regret = pr.matrix("tpe", "regret")[:, budget - 1]
             for who in (label, REFERENCE):
@@ -130,6 +141,44 @@ def trials_to_tpe(
                         None if np.isnan(regret).any() else pr.trials_to_regret(
                             who, float(regret.mean())))
         out[label] = rows
+    return out
+
+
+def target_trials(problem: str) -> int:
+    """Issue 12's budget for reaching TPE's 200-trial result: half of it on the NAS tables,
+    0.7 of it on the others."""
+    return round(TARGET_FRACTION[problem in NAS_TABLES] * TPE_BUDGET)
+
+
+def regret_gap(
+    baseline: Sequence[dict[str, Any]], variants: dict[str, list[dict[str, Any]]],
+    n_resamples: int = 2000, seed: int = 0,
+) -> dict[str, dict[str, dict[str, dict[str, float]]]]:
+    """Per variant (and the committed NARS on its seeds) and problem: its mean true regret at
+    :func:`target_trials` minus TPE's at :data:`TPE_BUDGET` (negative: ahead), that
+    difference's standard error, and the share of resamples of both seed sets (bootstrap) in
+    which it is level or ahead. Where a mean regret curve flattens near TPE's result, the
+    trial at which it crosses is a coin toss; this says how far from it a variant is, and how
+    sure that is."""
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, dict[str, dict[str, float]]]] = {}
+    for label, runs in variants.items():
+        out[label] = {label: {}, REFERENCE: {}}
+        for problem, pr in _against_tpe(baseline, label, runs, TPE_BUDGET):
+            n = target_trials(problem)
+            tpe = pr.matrix("tpe", "regret")[:, TPE_BUDGET - 1]
+            for who in (label, REFERENCE):
+                if who not in pr.samplers or pr.n_trials(who) < n:
+                    continue
+                mine = pr.matrix(who, "regret")[:, n - 1]
+                if np.isnan(mine).any() or np.isnan(tpe).any():
+                    continue
+                boot = [rng.choice(x, (n_resamples, len(x))).mean(axis=1) for x in (mine, tpe)]
+                out[label][who][problem] = {
+                    "trials": n, "gap": float(mine.mean() - tpe.mean()),
+                    "se": float(np.sqrt(mine.var(ddof=1) / len(mine)
+                                        + tpe.var(ddof=1) / len(tpe))),
+                    "level": float(np.mean(boot[0] <= boot[1] + 1e-12))}
     return out
 
 
@@ -176,13 +225,30 @@ def _trials_markdown(
             markdown_table(["variant", *problems], rows), ""]
 
 
+def _gap_markdown(gaps: dict[str, dict[str, dict[str, dict[str, float]]]]) -> list[str]:
+    problems = sorted({p for by_who in gaps.values() for r in by_who.values() for p in r})
+    if not problems:
+        return []
+    rows = [[who if who == label else f"{REFERENCE} ({label})",
+             *(f"@{g['trials']}: {g['gap']:+.3g} ± {g['se']:.2g} ({g['level']:.2f})"
+               if (g := r.get(p)) else "-" for p in problems)]
+            for label, by_who in gaps.items() for who, r in by_who.items()]
+    return [f"Mean true regret at half of TPE's {TPE_BUDGET} trials (NAS tables) or 0.7 of them "
+            f"(the others), minus TPE's at {TPE_BUDGET}, ± its standard error (negative: "
+            "ahead; in brackets, the share of bootstrap resamples of the seeds in which it is "
+            "level or ahead):\n",
+            markdown_table(["variant", *problems], rows), ""]
+
+
 def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
              checkpoints: Sequence[int] = CHECKPOINTS,
              trials: dict[str, dict[str, dict[str, tuple[int | None, int | None]]]] | None = None,
+             gaps: dict[str, dict[str, dict[str, dict[str, float]]]] | None = None,
              ) -> str:
     """The overall table (variant against the committed NARS on the same seeds), then the
-    per-problem ranks, the trials to TPE's result (``trials``: :func:`trials_to_tpe`) and the
-    interval calibration."""
+    per-problem ranks, the trials to TPE's result (``trials``: :func:`trials_to_tpe`), the
+    regret against it at issue 12's budgets (``gaps``: :func:`regret_gap`) and the interval
+    calibration."""
     cps = [c for c in checkpoints if any(c in t["overall"] for t in table.values())]
     rows = []
     for label, t in table.items():
@@ -209,6 +275,7 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
     parts += [f"Per problem (rank at {' / '.join(map(str, cps))} trials):\n",
               markdown_table(["variant", *problems], prow), ""]
     parts += _trials_markdown(trials or {})
+    parts += _gap_markdown(gaps or {})
     crow = [[label, c["n"], *(f"{fmt(c['coverage'][k], '.2f')} (claims {c['claimed'][k]:.2f})"
                               for k in INTERVALS),
              f"{fmt(c['within_95'], '.2f')} (claims 0.95)" if c["n_95"] else "-",
@@ -224,13 +291,35 @@ def markdown(table: dict[str, Any], calibrations: dict[str, dict[str, Any]],
     return "\n".join(parts)
 
 
-def ablation(directories: Sequence[Path], baseline_dir: Path) -> str:
-    """The markdown of :func:`rank_table` and :func:`calibration` for ``directories``."""
+def pooled_runs(directories: Sequence[Path]) -> list[dict[str, Any]]:
+    """The runs of several grids as one, for a baseline recorded seed set by seed set (seeds
+    0-9 in one directory, 10-19 in another). A run recorded twice, the same problem, sampler
+    and seed in two directories, is an error: which one counts would be a guess."""
+    runs: list[dict[str, Any]] = []
+    where: dict[tuple[str, str, int], Path] = {}
+    for directory in directories:
+        for run in load_runs(directory):
+            key = (run["problem"], run["sampler"], run["seed"])
+            if key in where:
+                raise ValueError(
+                    f"{key[1]} on {key[0]}, seed {key[2]}, is recorded in both {where[key]} and "
+                    f"{directory}; pool baseline grids of different seeds only.")
+            where[key] = directory
+            runs.append(run)
+    return runs
+
+
+def ablation(directories: Sequence[Path], baseline_dirs: Sequence[Path]) -> str:
+    """The markdown of :func:`rank_table` and :func:`calibration` for ``directories``, against
+    the baseline grids ``baseline_dirs`` pooled (:func:`pooled_runs`). Variant directories
+    of the same name pool too: ``seeds-0-9/before`` and ``seeds-10-19/before`` are one
+    variant, ``before``, on 20 seeds."""
     variants = variant_runs(directories)
     if not variants:
         raise ValueError(f"No NARS runs in {', '.join(map(str, directories))}; record some "
                          "with `python -m benchmarks run --samplers nars --out DIR` first.")
-    baseline = load_runs(baseline_dir)
+    baseline = pooled_runs(baseline_dirs)
     return markdown(rank_table(baseline, variants),
                     {label: calibration(runs) for label, runs in variants.items()},
-                    trials=trials_to_tpe(baseline, variants))
+                    trials=trials_to_tpe(baseline, variants),
+                    gaps=regret_gap(baseline, variants))
