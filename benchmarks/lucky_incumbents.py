@@ -4,10 +4,14 @@ A table problem returns one of a configuration's recorded runs per evaluation, s
 observed value of a study is the best of noisy draws: it sits above the incumbent's true
 (mean-over-runs) value by what this calls its luck. A sampler that measures a configuration
 more than once draws more often near its best, and its best observed value gains luck without
-its incumbent gaining truth. This prints, per problem and sampler at each budget: the distinct
-configurations measured, the mean best observed value, the mean true value of that incumbent,
-and the luck between them (best observed minus true, signed so that positive flatters the
-sampler). The runs are those of ``python -m benchmarks ablation``: NARS variants from DIRs
+its incumbent gaining truth. And a configuration better than the incumbent can be measured
+and not become the incumbent, when its draw falls below the incumbent's lucky one.
+
+This prints, per problem and sampler at each budget: the distinct configurations measured,
+the mean best observed value, the mean true value of that incumbent, the luck between them
+(best observed minus true, signed so that positive flatters the sampler), and the best true
+value among the configurations measured: what the search found, whatever became the
+incumbent. The runs are those of ``python -m benchmarks ablation``: NARS variants from DIRs
 (directories of one name pool into one variant), Optuna's samplers from the ``--baseline``
 grids, pooled.
 
@@ -32,9 +36,23 @@ from benchmarks.suite.ablation import BASELINES, pooled_runs, variant_runs  # no
 from benchmarks.suite.report import ProblemRuns  # noqa: E402
 
 
+def _best_measured(pr: ProblemRuns, sampler: str, t: int) -> str:
+    """The mean over seeds of the best true value among the first ``t`` trials' feasible
+    configurations (what the search found, whatever the incumbent), where the runs record
+    each trial's true value."""
+    runs = pr.runs[sampler]
+    if not all("true" in r and "feasible" in r for r in runs):
+        return "-"
+    sign = pr.sign()
+    found = [max(sign * v for v, ok in zip(r["true"][:t], r["feasible"][:t], strict=True)
+                 if ok and v is not None) for r in runs]
+    return f"{sign * float(np.mean(found)):.5g}"
+
+
 def luck_rows(runs: list[dict], samplers: list[str], budgets: list[int]) -> list[list[str]]:
     """One row per problem, sampler and budget: seeds, distinct configurations (where the
-    runs record them), best observed, the incumbent's true value and the luck, as means."""
+    runs record them), best observed, the incumbent's true value, the luck, and the best
+    true value measured (:func:`_best_measured`), as means."""
     rows = []
     for problem in sorted({r["problem"] for r in runs}):
         pr = ProblemRuns(problem, [r for r in runs if r["problem"] == problem])
@@ -46,7 +64,8 @@ def luck_rows(runs: list[dict], samplers: list[str], budgets: list[int]) -> list
                 rows.append([problem, sampler, t, len(best),
                              fmt(float(np.mean(distinct)), ".0f") if distinct else "-",
                              f"{best.mean():.5g}", f"{true.mean():.5g}",
-                             f"{pr.sign() * (best - true).mean():.3g}"])
+                             f"{pr.sign() * (best - true).mean():.3g}",
+                             _best_measured(pr, sampler, t)])
     return rows
 
 
@@ -71,7 +90,8 @@ def main() -> None:
     variants = variant_runs(args.dirs)
     runs = [{**r, "sampler": label} for label, rs in variants.items() for r in rs]
     print(markdown_table(["problem", "sampler", "trials", "seeds", "distinct measured",
-                          "best observed", "incumbent's true value", "luck"],
+                          "best observed", "incumbent's true value", "luck",
+                          "best true value measured"],
                          luck_rows([*runs, *baseline], [*variants, *args.samplers],
                                    sorted(args.trials))))
 
