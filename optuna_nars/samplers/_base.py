@@ -260,7 +260,7 @@ class BaseNASSampler(BaseSampler):
             while True:
                 claim = self._claim(study, trial, ctx, lost, columns or {})
                 rivals = functools.partial(self._holders, study, trial, ctx, claim.row)
-                if claim.stage == Stage.REPEAT or keeps(rivals, trial.number):
+                if claim.stage in (Stage.REPEAT, Stage.REMEASURE) or keeps(rivals, trial.number):
                     break
                 lost.add(row_key(claim.row))
             settle_claim(study, trial, claim, ctx)

@@ -53,6 +53,7 @@ from optuna_nars.samplers.nars._acquisition import ACQUISITIONS
 from optuna_nars.samplers.nars._fitting import FitSettings, Fitter
 from optuna_nars.samplers.nars._model import pretrains
 from optuna_nars.samplers.nars._ranked import Ranked
+from optuna_nars.samplers.nars._remeasure import remeasure_row
 from optuna_nars.samplers.nars._schedule import StagePlan, startup_trials, trust_weight
 from optuna_nars.samplers.nars._search import Proposal, search
 from optuna_nars.samplers.nars._shared_fit import fit_set, recorded_predictions
@@ -161,6 +162,9 @@ class NARSSampler(BaseNASSampler):
         gp_labels: int = 200,
         model_choice: bool = True,
         neighbours: int = 500,
+        remeasure_every: int = 0,
+        remeasure_from: int = 50,
+        remeasure_bonus: float = 0.0,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -195,6 +199,9 @@ class NARSSampler(BaseNASSampler):
             raise ValueError(f"model_choice must be True or False. Got {model_choice!r}.")
         self._model_choice = model_choice
         self._neighbours = check_int("neighbours", neighbours, minimum=0)
+        self._remeasure_every = check_int("remeasure_every", remeasure_every, minimum=0)
+        self._remeasure_from = check_int("remeasure_from", remeasure_from, minimum=1)
+        self._remeasure_bonus = check_real("remeasure_bonus", remeasure_bonus, low=0)
         self._objective_metrics = _pareto.check_objective_metrics(
             objective_metrics, search_space, proxy_metrics is not None)
         self._complete_init()
@@ -271,6 +278,12 @@ class NARSSampler(BaseNASSampler):
             if claim is not None:
                 return claim
             stage = Stage.QMC  # the warm start's pool order, then its fallbacks
+        if (self._remeasure_every and not study._is_multi_objective()
+                and trial.number >= self._remeasure_from
+                and (trial.number - self._remeasure_from) % self._remeasure_every == 0):
+            row = remeasure_row(study, ctx, rows, self._remeasure_bonus)
+            if row is not None:
+                return Claim(row, Stage.REMEASURE)
         fit: Ranked | None = None
         quality = None
         rankings: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
