@@ -83,7 +83,7 @@ class Stage(str, Enum):
     POLICY = "policy"  # PARSECSampler, REINFORCESampler: a draw from the learnt distribution
     RANDOM = "random"  # the pool is exhausted: fresh feasible random points
     REPEAT = "repeat"  # the feasible space is exhausted: the best-ranked candidate again
-    REMEASURE = "remeasure"  # a measured pair again: the best mean of its noisy measures
+    REMEASURE = "remeasure"  # NARSSampler: a measured pair again, on a noisy objective
 
     def __str__(self) -> str:
         return self.value

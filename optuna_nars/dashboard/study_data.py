@@ -40,6 +40,7 @@ STAGE_TEXT = {
     Stage.POLICY.value: "drawn from the learnt distribution",
     Stage.RANDOM.value: "random (pool exhausted)",
     Stage.REPEAT.value: "repeat (space exhausted)",
+    Stage.REMEASURE.value: "measured again (noisy objective)",
 }
 
 

@@ -259,8 +259,10 @@ class BaseNASSampler(BaseSampler):
             lost: set[RowKey] = set()
             while True:
                 claim = self._claim(study, trial, ctx, lost, columns or {})
-                rivals = functools.partial(self._holders, study, trial, ctx, claim.row)
-                if claim.stage in (Stage.REPEAT, Stage.REMEASURE) or keeps(rivals, trial.number):
+                # A pair measured again is held against running trials only.
+                rivals = functools.partial(self._holders, study, trial, ctx, claim.row,
+                                           claim.stage == Stage.REMEASURE)
+                if claim.stage == Stage.REPEAT or keeps(rivals, trial.number):
                     break
                 lost.add(row_key(claim.row))
             settle_claim(study, trial, claim, ctx)
@@ -286,6 +288,7 @@ class BaseNASSampler(BaseSampler):
         (``fixed`` columns overriding the proposal), and publish it."""
         rows = read_rows(study, ctx, exclude=trial.number)
         rows.claimed |= lost
+        rows.lost = lost
         rows.fixed = fixed
         rows.skip = trial.number % _SPREAD if lost else 0
         claim = self._propose(study, trial, ctx, rows)
@@ -301,9 +304,10 @@ class BaseNASSampler(BaseSampler):
         publish_row(study, trial, row)
 
     def _holders(
-        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray
+        self, study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray,
+        running_only: bool = False,
     ) -> list[tuple[int, bool]]:
-        return holders(study, trial, ctx, row)
+        return holders(study, trial, ctx, row, running_only)
 
     # ---- parameters outside the relative space ---------------------------------------------
 

@@ -135,16 +135,20 @@ def _publish_quality(study: Study, quality: dict[str, Any],
 
 
 def holders(
-    study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray
+    study: Study, trial: FrozenTrial, ctx: SpaceContext, row: np.ndarray,
+    running_only: bool = False,
 ) -> list[tuple[int, bool]]:
     """The other trials holding ``row`` (read afresh from the storage), as ``(number,
     final)``: ``final`` when that trial keeps it for good (it settled its claim, has the
-    row's params, or has finished), else it is still deciding."""
+    row's params, or has finished), else it is still deciding. ``running_only``: only the
+    trials not finished (for a pair measured again)."""
     key = row_key(row)
     out = []
     trials = study._get_trials(deepcopy=False, use_cache=False)
     released = released_trials(study, trials)  # failed by an interruption: no longer held
     for t in trials:
+        if running_only and t.state.is_finished():
+            continue
         if t.number != trial.number and t.number not in released:
             other = current_keyed_row(study, t, ctx)
             if other is not None and other[1] == key:  # (row, row key)

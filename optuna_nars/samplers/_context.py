@@ -141,6 +141,8 @@ class StudyRows:
     # Free candidates to pass over before taking one: spreads workers that rank alike apart
     # once they have collided (see BaseNASSampler.sample_relative).
     skip: int = 0
+    # Rows this trial claimed and lost to a rival: not claimed again, even to measure again.
+    lost: set[RowKey] = field(default_factory=set)
 
     def actual(self, row: np.ndarray) -> np.ndarray:
         """``row`` as the trial will run it: the fixed parameters override the proposal."""

@@ -13,6 +13,9 @@ Stages, by trial number (:class:`~optuna_nars.samplers.nars._schedule.StagePlan`
 3. **Adaptive genetic search**: from then on, an adaptive genetic algorithm over the predictor,
    seeded with the best measured pairs, proposes the best children not yet evaluated.
 
+With ``remeasure_every``, every so many trials of stages 2 and 3 measure a pair again instead
+(``_remeasure``): on a noisy objective the best single measure is partly luck.
+
 The predictor learns the normal scores of the labels' ranks (``_model``; predictions back on
 the objective's scale: ``_scale``). Every other proposal of stages 2 and 3 is penalised by its
 distance to the measured pairs (``trust_region``, ``_acquisition``). The arguments below say
@@ -122,6 +125,17 @@ class NARSSampler(BaseNASSampler):
             three parameters moved), which the trust region's proposals of stage 2 rank with
             the pool's best: the pool holds nothing that close to a measured pair. ``0``: the
             pool only.
+        remeasure_every: On a noisy objective, every ``remeasure_every``-th trial from trial
+            ``remeasure_from`` on measures a pair again (``nars:stage`` ``"remeasure"``): the
+            labelled pair with the best mean of its measures plus ``remeasure_bonus`` times
+            their noise over the square root of its count, that no running trial holds. A
+            study's best trial is its best single measure: this gives the best pairs more
+            draws, so that a better pair measured once, unluckily, can take the lead from a
+            lucky one. It stops on a deterministic objective (eight measures again, each
+            identical to its pair's others). ``0`` (the default): never. Single-objective
+            studies only.
+        remeasure_from: The first trial number that may measure a pair again.
+        remeasure_bonus: The weight of the noise bonus in the choice of the pair.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
             from (ensemble size, epochs, bootstrap, ...), used as configured. Default:
             ``NARSPredictor()``.
@@ -162,9 +176,9 @@ class NARSSampler(BaseNASSampler):
         gp_labels: int = 200,
         model_choice: bool = True,
         neighbours: int = 500,
-        remeasure_every: int = 0,
+        remeasure_every: int = 10,
         remeasure_from: int = 50,
-        remeasure_bonus: float = 0.0,
+        remeasure_bonus: float = 1.0,
         objective_metrics: Sequence[str | None] | None = None,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
@@ -278,9 +292,7 @@ class NARSSampler(BaseNASSampler):
             if claim is not None:
                 return claim
             stage = Stage.QMC  # the warm start's pool order, then its fallbacks
-        if (self._remeasure_every and not study._is_multi_objective()
-                and trial.number >= self._remeasure_from
-                and (trial.number - self._remeasure_from) % self._remeasure_every == 0):
+        if stage != Stage.QMC and self._remeasures(study, trial.number):
             row = remeasure_row(study, ctx, rows, self._remeasure_bonus)
             if row is not None:
                 return Claim(row, Stage.REMEASURE)
@@ -321,6 +333,12 @@ class NARSSampler(BaseNASSampler):
         )
         values, mean, std = rankings[0]
         return _with_prediction(Claim(values[0], Stage.REPEAT), fit, mean, std, 0, sign)
+
+    def _remeasures(self, study: Study, number: int) -> bool:
+        """Whether trial ``number`` measures a pair again (``remeasure_every``)."""
+        return (self._remeasure_every > 0 and number >= self._remeasure_from
+                and (number - self._remeasure_from) % self._remeasure_every == 0
+                and not study._is_multi_objective())
 
     # ---- re-targeting ----------------------------------------------------------------------
 
