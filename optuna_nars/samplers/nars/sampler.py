@@ -132,8 +132,9 @@ class NARSSampler(BaseNASSampler):
             study's best trial is its best single measure: this gives the best pairs more
             draws, so that a better pair measured once, unluckily, can take the lead from a
             lucky one. It stops on a deterministic objective (eight measures again, each
-            identical to its pair's others). ``0`` (the default): never. Single-objective
-            studies only.
+            identical to its pair's others): pass ``0`` for one known to be deterministic.
+            ``0``: never. Single-objective studies only. The default, every 10th trial from
+            trial 50 (``benchmarks/RESULTS.md``, session 17).
         remeasure_from: The first trial number that may measure a pair again.
         remeasure_bonus: The weight of the noise bonus in the choice of the pair.
         predictor: A configured :class:`~optuna_nars.predictor.NARSPredictor` to copy settings
