@@ -167,11 +167,13 @@ def regret_gap(
         for problem, pr in _against_tpe(baseline, label, runs, TPE_BUDGET):
             n = target_trials(problem)
             tpe = pr.matrix("tpe", "regret")[:, TPE_BUDGET - 1]
+            if np.isnan(tpe).any():
+                continue
             for who in (label, REFERENCE):
                 if who not in pr.samplers or pr.n_trials(who) < n:
                     continue
                 mine = pr.matrix(who, "regret")[:, n - 1]
-                if np.isnan(mine).any() or np.isnan(tpe).any():
+                if np.isnan(mine).any():
                     continue
                 boot = [rng.choice(x, (n_resamples, len(x))).mean(axis=1) for x in (mine, tpe)]
                 out[label][who][problem] = {
